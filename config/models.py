@@ -1,0 +1,210 @@
+"""Strict configuration models: one pydantic model per concern.
+
+Every model forbids unknown keys so that a typo in the YAML is an error
+that names the key, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+Identifier = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(Strict):
+    host: str = Field("127.0.0.1", title="Broker host name or address")
+    port: int = Field(1883, ge=1, le=65535)
+    base_topic: str = Field("accessgw", pattern=r"^[^#+\s]+$", title="Topic prefix before the gateway id")
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    ca_file: Path | None = Field(None, title="CA bundle for TLS; the system store when unset")
+    client_id: str | None = Field(None, title="MQTT client id; default accessgw-{gateway_id}")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    state_interval_s: float = Field(60.0, gt=0, title="How often …/state is republished")
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+
+class ApiConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class ReaderConfig(Strict):
+    id: str = Identifier
+    protocol: Literal["wiegand-text", "rdm6300"]
+    port: str = Field(min_length=1, title="Serial device, e.g. /dev/ttyUSB0")
+    baudrate: int = Field(9600, gt=0)
+    repeat_suppress_ms: int = Field(
+        1500, ge=0, title="A read of the same card on this reader within this time is one swipe"
+    )
+    reconnect_max_s: float = Field(10.0, gt=0, title="Longest wait between attempts to reopen the port")
+
+
+class IoModuleConfig(Strict):
+    id: str = Identifier
+    protocol: Literal["modbus-rtu"] = "modbus-rtu"
+    port: str = Field(min_length=1)
+    baudrate: int = Field(9600, gt=0)
+    unit: int = Field(1, ge=1, le=247, title="Modbus device (slave) id")
+    inputs: int = Field(8, ge=0, le=2000, title="Number of discrete inputs polled from address 0")
+    poll_ms: int = Field(100, ge=10, le=60000)
+    timeout_s: float = Field(0.5, gt=0, le=10)
+    reconnect_max_s: float = Field(10.0, gt=0)
+
+
+class LockConfig(Strict):
+    io: str
+    coil: int = Field(ge=0, le=9999)
+    pulse_ms: int = Field(3000, ge=50, le=600000)
+    fail_safe: bool = Field(False, title="Unlock this door while the fire alarm input is active")
+
+
+class InputRef(Strict):
+    io: str
+    input: int = Field(ge=0, le=1999)
+    active_low: bool = Field(False, title="True when the input reads 0 in its active state")
+
+
+class ScheduleWindow(Strict):
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
+    start: time = Field(alias="from")
+    end: time = Field(alias="to")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScheduleWindow:
+        if self.end <= self.start:
+            raise ValueError("'to' must be later than 'from' (split windows that cross midnight)")
+        return self
+
+
+class DoorConfig(Strict):
+    id: str = Identifier
+    mode: Literal["card", "face", "card_or_face", "card_and_face"] = "card"
+    reader: str | None = None
+    lock: LockConfig
+    contact: InputRef | None = Field(None, title="Door contact: active while the door is open")
+    exit_button: InputRef | None = None
+    fire_alarm: InputRef | None = None
+    held_open_s: float = Field(30.0, gt=0, title="Raise door_held_open after this long open")
+    face_window_s: float = Field(10.0, gt=0, le=120)
+    schedule: list[ScheduleWindow] = Field(default_factory=list, title="Weekly windows; empty = always")
+
+
+class OnvifConfig(Strict):
+    host: str
+    port: int = Field(80, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    profile: int = Field(0, ge=0)
+
+
+class CameraConfig(Strict):
+    id: str = Identifier
+    onvif: OnvifConfig | None = None
+    rtsp_url: str | None = None
+    door: str | None = None
+    fps: float = Field(10.0, gt=0, le=60)
+    role: Literal["entry", "watch"] = "entry"
+    stranger_after_s: float = Field(3.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CameraConfig:
+        if (self.onvif is None) == (self.rtsp_url is None):
+            raise ValueError("a camera needs exactly one of 'onvif' or 'rtsp_url'")
+        return self
+
+
+class RecognitionConfig(Strict):
+    detector: Literal["hog", "cnn"] = "hog"
+    downscale: float = Field(0.5, gt=0, le=1)
+    threshold: float = Field(0.5, gt=0, lt=2)
+    min_frames: int = Field(2, ge=1, le=50)
+    track_gap_s: float = Field(2.0, gt=0)
+    workers: int = Field(2, ge=1, le=32)
+
+
+class SnapshotsConfig(Strict):
+    enabled: bool = True
+
+
+class RetentionConfig(Strict):
+    entries_days: int = Field(365, ge=1)
+    snapshots_days: int = Field(30, ge=1)
+
+
+class GatewayConfig(Strict):
+    gateway_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", title="Unique id, used in topics")
+    data_dir: Path = Field(Path("./var"), title="Database, snapshots and tokens live here")
+    timezone: str | None = Field(None, title="IANA zone for permit dates and schedules; default the system's")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    readers: list[ReaderConfig] = Field(default_factory=list)
+    io_modules: list[IoModuleConfig] = Field(default_factory=list)
+    doors: list[DoorConfig] = Field(default_factory=list)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
+    snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+class ConfigReferenceError(ValueError):
+    """A config item names another item that does not exist (carries its path)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def _unique(items: list, section: str) -> None:
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if item.id in seen:
+            raise ConfigReferenceError((section, index, "id"), f"duplicate {section} id {item.id!r}")
+        seen.add(item.id)
+
+
+def check_references(cfg: GatewayConfig) -> None:
+    """Run by the loader after validation, so errors keep their YAML path. Ids are unique, and every door names readers, I/O modules and cameras that exist."""
+    for section in ("readers", "io_modules", "doors", "cameras"):
+        _unique(getattr(cfg, section), section)
+    readers = {r.id for r in cfg.readers}
+    ios = {m.id for m in cfg.io_modules}
+    doors = {d.id for d in cfg.doors}
+    door_cameras = {c.door for c in cfg.cameras if c.door is not None}
+    for index, door in enumerate(cfg.doors):
+        where: tuple[str | int, ...] = ("doors", index)
+        if door.reader is not None and door.reader not in readers:
+            raise ConfigReferenceError((*where, "reader"), f"door {door.id!r} names unknown reader {door.reader!r}")
+        if "card" in door.mode and door.reader is None:
+            raise ConfigReferenceError((*where, "reader"), f"door {door.id!r} in mode {door.mode} needs a reader")
+        if "face" in door.mode and door.id not in door_cameras:
+            raise ConfigReferenceError(
+                (*where, "mode"), f"door {door.id!r} in mode {door.mode} needs a camera whose door is {door.id!r}"
+            )
+        for name in ("lock", "contact", "exit_button", "fire_alarm"):
+            ref = getattr(door, name)
+            if ref is not None and ref.io not in ios:
+                raise ConfigReferenceError((*where, name, "io"), f"door {door.id!r} {name} names unknown io {ref.io!r}")
+    for index, cam in enumerate(cfg.cameras):
+        if cam.door is not None and cam.door not in doors:
+            raise ConfigReferenceError(("cameras", index, "door"), f"camera {cam.id!r} names unknown door {cam.door!r}")

@@ -184,7 +184,10 @@ def _unique(items: list, section: str) -> None:
 
 
 def check_references(cfg: GatewayConfig) -> None:
-    """Run by the loader after validation, so errors keep their YAML path. Ids are unique, and every door names readers, I/O modules and cameras that exist."""
+    """Ids are unique; doors name readers, I/O modules and cameras that exist.
+
+    Run by the loader after validation, so that an error keeps its YAML path.
+    """
     for section in ("readers", "io_modules", "doors", "cameras"):
         _unique(getattr(cfg, section), section)
     readers = {r.id for r in cfg.readers}

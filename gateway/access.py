@@ -1,0 +1,119 @@
+"""Entry decisions: pure functions of (event, roster records, door policy, clock).
+
+No I/O happens here. The gateway fetches the roster records an event can
+match, calls these functions, and acts on the returned `Decision`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """The closed set of reason codes shared by the API, MQTT and logs (DESIGN §5)."""
+
+    GRANTED = "granted"
+    UNKNOWN_CARD = "unknown_card"
+    UNKNOWN_FACE = "unknown_face"
+    REVOKED = "revoked"
+    SUSPENDED = "suspended"
+    PERMIT_EXPIRED = "permit_expired"
+    PERMIT_NOT_YET_VALID = "permit_not_yet_valid"
+    FACE_MISMATCH = "face_mismatch"
+    FACE_TIMEOUT = "face_timeout"
+    OUTSIDE_SCHEDULE = "outside_schedule"
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    id: str
+    status: str  # active / suspended / revoked
+    valid_from: date | None
+    valid_to: date
+    watchlist: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CardHolder:
+    card_number: int
+    tenant: TenantRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    days: frozenset[str]
+    start: time
+    end: time
+
+
+@dataclass(frozen=True, slots=True)
+class DoorPolicy:
+    id: str
+    mode: str
+    schedule: tuple[Window, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    granted: bool
+    reason: Reason
+    tenant_id: str | None = None
+    card_number: int | None = None  # the enrolled number that matched
+    ambiguous: bool = False  # a 26-bit read that matched several enrolled cards
+
+
+def lookup_for_read(number: int, bits: int) -> tuple[str, int]:
+    """How an enrolled card is found for a read (DESIGN §4).
+
+    A 26-bit frame carries only 24 data bits, so it matches cards on their
+    low 24 bits; every other read matches the whole 32-bit number.
+    Returns ("low24", value) or ("number", value).
+    """
+    if bits == 26:
+        return ("low24", number & 0xFFFFFF)
+    return ("number", number & 0xFFFFFFFF)
+
+
+def in_schedule(windows: Sequence[Window], local_now: datetime) -> bool:
+    if not windows:
+        return True
+    day = WEEKDAYS[local_now.weekday()]
+    clock = local_now.time()
+    return any(day in w.days and w.start <= clock < w.end for w in windows)
+
+
+def tenant_verdict(tenant: TenantRecord, door: DoorPolicy, local_now: datetime) -> Reason:
+    """The reason for a known tenant, in the precedence of DESIGN §5."""
+    today = local_now.date()
+    if tenant.status == "revoked":
+        return Reason.REVOKED
+    if tenant.status == "suspended":
+        return Reason.SUSPENDED
+    if tenant.valid_from is not None and today < tenant.valid_from:
+        return Reason.PERMIT_NOT_YET_VALID
+    if today > tenant.valid_to:
+        return Reason.PERMIT_EXPIRED
+    if not in_schedule(door.schedule, local_now):
+        return Reason.OUTSIDE_SCHEDULE
+    return Reason.GRANTED
+
+
+def decide_card(holders: Sequence[CardHolder], door: DoorPolicy, local_now: datetime) -> Decision:
+    """Decide a card swipe at a door in `card` or `card_or_face` mode.
+
+    `holders` are the enrolled cards the read matches (see `lookup_for_read`);
+    `local_now` is the swipe time in the gateway's time zone.
+    """
+    if not holders:
+        return Decision(False, Reason.UNKNOWN_CARD)
+    if len(holders) > 1:
+        return Decision(False, Reason.UNKNOWN_CARD, ambiguous=True)
+    holder = holders[0]
+    reason = tenant_verdict(holder.tenant, door, local_now)
+    return Decision(reason is Reason.GRANTED, reason, holder.tenant.id, holder.card_number)

@@ -1,0 +1,171 @@
+"""The entry log and alerts, each written with its outbox row in one transaction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+from ulid import ULID
+
+from gateway.store.models import Alert, Entry, OutboxItem
+
+ENTRY_TOPIC = "events/entry"
+ALERT_TOPIC = "events/alert"
+
+
+def rfc3339(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDraft:
+    ts: datetime
+    door: str
+    method: str  # card / face / card_and_face / remote / exit_button
+    decision: str  # granted / denied
+    reason: str
+    reader: str | None = None
+    card_number: int | None = None
+    card_bits: int | None = None
+    tenant_id: str | None = None
+    face_distance: float | None = None
+    camera: str | None = None
+    snapshot: str | None = None
+    details: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDraft:
+    ts: datetime
+    kind: str
+    state: str  # raised / cleared
+    severity: str  # info / warning / critical
+    door: str | None = None
+    camera: str | None = None
+    tenant_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    snapshot: str | None = None
+
+
+def _enqueue(session: Session, topic: str, payload: dict[str, Any]) -> OutboxItem:
+    item = OutboxItem(topic=topic, payload=json.dumps(payload, separators=(",", ":")))
+    session.add(item)
+    session.flush()  # assigns the AUTOINCREMENT seq
+    return item
+
+
+def entry_payload(entry_id: str, gateway_id: str, d: EntryDraft) -> dict[str, Any]:
+    """The …/events/entry payload of DESIGN §6, without `seq` (added on publish)."""
+    return {
+        "id": entry_id,
+        "ts": rfc3339(d.ts),
+        "gateway_id": gateway_id,
+        "door": d.door,
+        "method": d.method,
+        "card_number": d.card_number,
+        "card_bits": d.card_bits,
+        "tenant_id": d.tenant_id,
+        "decision": d.decision,
+        "reason": d.reason,
+        "face_distance": d.face_distance,
+        "camera": d.camera,
+        "snapshot": d.snapshot,
+    }
+
+
+def alert_payload(alert_id: str, gateway_id: str, d: AlertDraft) -> dict[str, Any]:
+    return {
+        "id": alert_id,
+        "ts": rfc3339(d.ts),
+        "gateway_id": gateway_id,
+        "kind": d.kind,
+        "state": d.state,
+        "severity": d.severity,
+        "door": d.door,
+        "camera": d.camera,
+        "tenant_id": d.tenant_id,
+        "details": d.details,
+        "snapshot": d.snapshot,
+    }
+
+
+def record_entry(session: Session, gateway_id: str, draft: EntryDraft) -> Entry:
+    """Add the entry and its outbox row; the caller commits both at once."""
+    entry_id = str(ULID.from_datetime(draft.ts))
+    item = _enqueue(session, ENTRY_TOPIC, entry_payload(entry_id, gateway_id, draft))
+    entry = Entry(
+        id=entry_id,
+        seq=item.seq,
+        ts=draft.ts,
+        door=draft.door,
+        method=draft.method,
+        reader=draft.reader,
+        card_number=draft.card_number,
+        card_bits=draft.card_bits,
+        tenant_id=draft.tenant_id,
+        decision=draft.decision,
+        reason=draft.reason,
+        face_distance=draft.face_distance,
+        camera=draft.camera,
+        snapshot=draft.snapshot,
+        details=draft.details,
+    )
+    session.add(entry)
+    return entry
+
+
+def record_alert(session: Session, gateway_id: str, draft: AlertDraft) -> Alert:
+    alert_id = str(ULID.from_datetime(draft.ts))
+    item = _enqueue(session, ALERT_TOPIC, alert_payload(alert_id, gateway_id, draft))
+    alert = Alert(
+        id=alert_id,
+        seq=item.seq,
+        ts=draft.ts,
+        kind=draft.kind,
+        state=draft.state,
+        severity=draft.severity,
+        door=draft.door,
+        camera=draft.camera,
+        tenant_id=draft.tenant_id,
+        details=draft.details,
+        snapshot=draft.snapshot,
+    )
+    session.add(alert)
+    return alert
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    seq: int
+    topic: str
+    payload: str  # JSON with "seq" filled in
+
+
+class SqlOutbox:
+    """The store side of the outbox, as `sync.outbox.OutboxStore` expects it."""
+
+    def __init__(self, sessions: Any) -> None:  # sessionmaker[Session]
+        self._sessions = sessions
+
+    def pending(self, after_seq: int, limit: int) -> list[PendingEvent]:
+        with self._sessions() as s:
+            rows = s.execute(
+                select(OutboxItem.seq, OutboxItem.topic, OutboxItem.payload)
+                .where(OutboxItem.seq > after_seq)
+                .order_by(OutboxItem.seq)
+                .limit(limit)
+            ).all()
+        # Splice seq into the stored JSON object rather than re-encoding it.
+        return [PendingEvent(seq, topic, f'{{"seq":{seq},{payload[1:]}') for seq, topic, payload in rows]
+
+    def remove(self, seqs: list[int]) -> None:
+        with self._sessions.begin() as s:
+            s.execute(delete(OutboxItem).where(OutboxItem.seq.in_(seqs)))
+
+    def depth(self) -> int:
+        with self._sessions() as s:
+            return s.scalar(select(func.count()).select_from(OutboxItem)) or 0

@@ -1,0 +1,107 @@
+"""Tenants and cards: the locally cached roster (DESIGN §5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.access import CardHolder, TenantRecord, lookup_for_read
+from gateway.store.models import Card, Tenant
+
+STATUSES = ("active", "suspended", "revoked")
+MAX_CARD = 0xFFFFFFFF
+
+
+class RosterError(ValueError):
+    """A roster change that cannot be made; the message is for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewTenant:
+    id: str
+    name: str
+    permit_number: str
+    valid_to: date
+    valid_from: date | None = None
+    room: str | None = None
+
+
+def tenant_record(t: Tenant) -> TenantRecord:
+    return TenantRecord(t.id, t.status, t.valid_from, t.valid_to, t.watchlist)
+
+
+def add_tenant(session: Session, new: NewTenant) -> Tenant:
+    if not new.id.strip() or not new.name.strip() or not new.permit_number.strip():
+        raise RosterError("tenant id, name and permit number must not be empty")
+    if new.valid_from is not None and new.valid_from > new.valid_to:
+        raise RosterError(f"valid-from {new.valid_from} is after valid-to {new.valid_to}")
+    if session.get(Tenant, new.id) is not None:
+        raise RosterError(f"tenant {new.id!r} already exists")
+    clash = session.scalar(select(Tenant.id).where(Tenant.permit_number == new.permit_number))
+    if clash is not None:
+        raise RosterError(f"permit number {new.permit_number!r} already belongs to tenant {clash!r}")
+    tenant = Tenant(
+        id=new.id,
+        name=new.name,
+        permit_number=new.permit_number,
+        valid_from=new.valid_from,
+        valid_to=new.valid_to,
+        room=new.room,
+        status="active",
+        watchlist=False,
+    )
+    session.add(tenant)
+    session.flush()
+    return tenant
+
+
+def get_tenant(session: Session, tenant_id: str) -> Tenant:
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise RosterError(f"unknown tenant {tenant_id!r}")
+    return tenant
+
+
+def set_status(session: Session, tenant_id: str, status: str) -> Tenant:
+    if status not in STATUSES:
+        raise RosterError(f"status must be one of {', '.join(STATUSES)}")
+    tenant = get_tenant(session, tenant_id)
+    tenant.status = status
+    session.flush()
+    return tenant
+
+
+def add_card(session: Session, tenant_id: str, number: int) -> Card:
+    if not 0 <= number <= MAX_CARD:
+        raise RosterError(f"card number {number} is not a 32-bit unsigned integer")
+    get_tenant(session, tenant_id)
+    owner = session.scalar(select(Card.tenant_id).where(Card.number == number))
+    if owner is not None:
+        raise RosterError(f"card {number} is already enrolled for tenant {owner!r}")
+    card = Card(number=number, low24=number & 0xFFFFFF, tenant_id=tenant_id)
+    session.add(card)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent writer enrolled it first
+        raise RosterError(f"card {number} is already enrolled") from exc
+    return card
+
+
+def remove_card(session: Session, number: int) -> None:
+    card = session.get(Card, number)
+    if card is None:
+        raise RosterError(f"card {number} is not enrolled")
+    session.delete(card)
+    session.flush()
+
+
+def holders_for_read(session: Session, number: int, bits: int) -> list[CardHolder]:
+    """Every enrolled card a read matches, with its tenant (one indexed query)."""
+    column, value = lookup_for_read(number, bits)
+    key = Card.low24 if column == "low24" else Card.number
+    rows = session.execute(select(Card.number, Tenant).join(Tenant, Card.tenant_id == Tenant.id).where(key == value))
+    return [CardHolder(card_number, tenant_record(tenant)) for card_number, tenant in rows]

@@ -1,0 +1,38 @@
+"""Topic names of the MQTT contract (DESIGN §6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    base_topic: str
+    gateway_id: str
+
+    @property
+    def root(self) -> str:
+        return f"{self.base_topic}/{self.gateway_id}"
+
+    def under(self, suffix: str) -> str:
+        return f"{self.root}/{suffix}"
+
+    @property
+    def availability(self) -> str:
+        return self.under("availability")
+
+    @property
+    def state(self) -> str:
+        return self.under("state")
+
+    @property
+    def requests(self) -> str:
+        return self.under("request/#")
+
+    def command_of(self, topic: str) -> str | None:
+        """`…/request/door/open` → `door/open`; None for any other topic."""
+        prefix = self.under("request/")
+        return topic[len(prefix) :] if topic.startswith(prefix) else None
+
+    def response(self, command: str) -> str:
+        return self.under(f"response/{command}")

@@ -1,0 +1,350 @@
+"""The running gateway: drivers → decisions → store → relay, and the uplink.
+
+One asyncio loop. Driver threads hand their events over with
+`call_soon_threadsafe`; the door's path (decide, commit, pulse) runs on the
+loop and never waits for the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sdnotify
+from sqlalchemy import select
+
+from config.models import DoorConfig, GatewayConfig
+from drivers.modbus_io import ModbusIoModule
+from drivers.serial_reader import SerialCardReader
+from gateway.access import decide_card
+from gateway.doors import AlertChange, DoorState
+from gateway.events import BadFrame, CardPresented, DoorInput, DriverEvent, IoStatus, ReaderStatus
+from gateway.health import Health
+from gateway.store.db import open_store
+from gateway.store.journal import AlertDraft, EntryDraft, SqlOutbox, record_alert, record_entry
+from gateway.store.models import RosterMeta
+from gateway.store.roster import holders_for_read
+from sync.commands import CommandError, CommandRouter
+from sync.mqtt_client import LinkCallbacks, MqttLink
+from sync.outbox import OutboxPump
+from sync.topics import Topics
+
+log = logging.getLogger("accessgw")
+
+DRAIN_ON_STOP_S = 5.0
+
+
+def local_zone(cfg: GatewayConfig) -> tzinfo:
+    if cfg.timezone:
+        return ZoneInfo(cfg.timezone)
+    zone = datetime.now().astimezone().tzinfo
+    return zone if zone is not None else UTC
+
+
+class Gateway:
+    def __init__(self, cfg: GatewayConfig) -> None:
+        self.cfg = cfg
+        self.zone = local_zone(cfg)
+        self.engine, self.sessions = open_store(cfg.data_dir)
+        self.health = Health()
+        self.topics = Topics(cfg.mqtt.base_topic, cfg.gateway_id)
+        self.outbox = SqlOutbox(self.sessions)
+        self.pump = OutboxPump(self.outbox, self.topics.under)
+        self.router = CommandRouter(self._respond)
+        self.router.register("state", self._cmd_state)
+        self.router.register("door/open", self._cmd_door_open)
+        self.link = MqttLink(
+            cfg.mqtt,
+            self.topics,
+            LinkCallbacks(
+                on_connected=self._on_link_up,
+                on_disconnected=lambda reason: self.pump.on_disconnected(),
+                on_ack=self.pump.on_ack,
+                on_message=self._on_mqtt_message,
+            ),
+        )
+        self.pump.attach(self.link)
+        self.doors = {d.id: DoorState(d) for d in cfg.doors}
+        self.door_by_reader = {d.reader: self.doors[d.id] for d in cfg.doors if d.reader}
+        self.inputs: dict[tuple[str, int], tuple[DoorState, str]] = {}
+        for d in cfg.doors:
+            for role in ("contact", "exit_button", "fire_alarm"):
+                ref = getattr(d, role)
+                if ref is not None:
+                    self.inputs[(ref.io, ref.input)] = (self.doors[d.id], role)
+        self.readers = [SerialCardReader(r, self._emit) for r in cfg.readers]
+        self.io = {m.id: ModbusIoModule(m, self._emit) for m in cfg.io_modules}
+        self.reader_cfg = {r.id: r for r in cfg.readers}
+        self._last_read: dict[str, tuple[int, float]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state_dirty = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.on_entry: Callable[[EntryDraft, str], None] | None = None  # for simulators and tests
+
+    # --- driver events, from driver threads --------------------------------
+    def _emit(self, event: DriverEvent) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.handle_event, event)
+
+    def handle_event(self, event: DriverEvent) -> None:
+        try:
+            match event:
+                case CardPresented():
+                    self.on_card(event)
+                case BadFrame():
+                    self.health.count_bad_frame(event.reader, event.kind)
+                    log.warning("reader %s: bad frame (%s): %s", event.reader, event.kind, event.detail)
+                    self._state_dirty.set()
+                case ReaderStatus():
+                    self._device_status("reader", event.reader, event.online, event.error)
+                case IoStatus():
+                    self._device_status("io", event.io, event.online, event.error)
+                case DoorInput():
+                    self.on_input(event)
+        except Exception:  # one bad event must not stop the doors
+            log.exception("failed to handle %r", event)
+
+    # --- the door's path -----------------------------------------------------
+    def _repeated(self, event: CardPresented) -> bool:
+        cfg = self.reader_cfg.get(event.reader)
+        window = (cfg.repeat_suppress_ms if cfg else 0) / 1000.0
+        last = self._last_read.get(event.reader)
+        self._last_read[event.reader] = (event.card_number, event.mono)
+        return last is not None and last[0] == event.card_number and event.mono - last[1] < window
+
+    def on_card(self, event: CardPresented) -> None:
+        self.health.swipes += 1
+        door = self.door_by_reader.get(event.reader)
+        if door is None:
+            log.warning("card %s on reader %s, which no door uses", event.card_number, event.reader)
+            return
+        if self._repeated(event):
+            return
+        with self.sessions.begin() as session:
+            holders = holders_for_read(session, event.card_number, event.card_bits)
+            decision = decide_card(holders, door.policy, event.ts.astimezone(self.zone))
+            draft = EntryDraft(
+                ts=event.ts,
+                door=door.cfg.id,
+                method="card",
+                decision="granted" if decision.granted else "denied",
+                reason=decision.reason.value,
+                reader=event.reader,
+                card_number=event.card_number,
+                card_bits=event.card_bits,
+                tenant_id=decision.tenant_id,
+                details={"ambiguous": True, "matches": len(holders)} if decision.ambiguous else None,
+            )
+            entry = record_entry(session, self.cfg.gateway_id, draft)
+        if decision.granted:
+            self.unlock(door.cfg)
+        self._entry_done(draft, entry.id)
+
+    def unlock(self, door: DoorConfig) -> None:
+        module = self.io.get(door.lock.io)
+        if module is None:
+            return
+        module.pulse(door.lock.coil, door.lock.pulse_ms)
+        self.doors[door.id].unlocked(time.monotonic(), door.lock.pulse_ms / 1000.0)
+
+    def _entry_done(self, draft: EntryDraft, entry_id: str) -> None:
+        self.pump.notify()
+        card = f" card {draft.card_number}/{draft.card_bits}" if draft.card_number is not None else ""
+        log.info(
+            "entry %s %s%s -> %s (%s) tenant=%s id=%s",
+            draft.door,
+            draft.method,
+            card,
+            draft.decision,
+            draft.reason,
+            draft.tenant_id,
+            entry_id,
+        )
+        if draft.details and draft.details.get("ambiguous"):
+            log.warning(
+                "26-bit read %s matches %s enrolled cards: refused", draft.card_number, draft.details["matches"]
+            )
+        if self.on_entry is not None:
+            self.on_entry(draft, entry_id)
+
+    def record_simple_entry(self, door: DoorConfig, method: str) -> None:
+        """Exit button and remote opens: always granted, always logged."""
+        draft = EntryDraft(ts=datetime.now(UTC), door=door.id, method=method, decision="granted", reason="granted")
+        with self.sessions.begin() as session:
+            entry = record_entry(session, self.cfg.gateway_id, draft)
+        self.unlock(door)
+        self._entry_done(draft, entry.id)
+
+    # --- inputs and alerts ---------------------------------------------------
+    def on_input(self, event: DoorInput) -> None:
+        target = self.inputs.get((event.io, event.input))
+        if target is None:
+            return
+        door, role = target
+        ref = getattr(door.cfg, role)
+        active = event.active != ref.active_low
+        now = time.monotonic()
+        if role == "contact":
+            self._raise_changes(door.cfg.id, door.contact(active, now))
+        elif role == "exit_button" and active:
+            self.record_simple_entry(door.cfg, "exit_button")
+        elif role == "fire_alarm" and active != door.fire:
+            door.fire = active
+            self.on_fire_alarm(door.cfg, active)
+
+    def on_fire_alarm(self, door: DoorConfig, active: bool) -> None:
+        if door.lock.fail_safe and door.lock.io in self.io:
+            self.io[door.lock.io].set_coil(door.lock.coil, active)
+        state, severity = ("raised", "critical") if active else ("cleared", "info")
+        self.raise_alert(AlertDraft(datetime.now(UTC), "fire_alarm", state, severity, door=door.id))
+
+    def _raise_changes(self, door_id: str, changes: list[AlertChange]) -> None:
+        for c in changes:
+            self.raise_alert(AlertDraft(datetime.now(UTC), c.kind, c.state, c.severity, door=door_id))
+
+    def raise_alert(self, draft: AlertDraft) -> None:
+        with self.sessions.begin() as session:
+            alert = record_alert(session, self.cfg.gateway_id, draft)
+        log.warning(
+            "alert %s %s door=%s details=%s id=%s", draft.kind, draft.state, draft.door, draft.details, alert.id
+        )
+        self.pump.notify()
+
+    def _device_status(self, kind: str, key: str, online: bool, error: str | None) -> None:
+        table = self.health.readers if kind == "reader" else self.health.io_modules
+        first = key not in table
+        if not self.health.set_online(table, key, online, error):
+            return
+        self._state_dirty.set()
+        log.log(
+            logging.INFO if online else logging.WARNING,
+            "%s %s %s %s",
+            kind,
+            key,
+            "online" if online else "offline",
+            error or "",
+        )
+        if first and online:
+            return  # coming up at start is not news
+        alert_kind = "reader_offline" if kind == "reader" else "io_offline"
+        details = {kind: key} | ({"error": error} if error else {})
+        state, severity = ("cleared", "info") if online else ("raised", "warning")
+        self.raise_alert(AlertDraft(datetime.now(UTC), alert_kind, state, severity, details=details))
+
+    # --- uplink --------------------------------------------------------------
+    def roster_version(self) -> str | None:
+        with self.sessions() as s:
+            row = s.scalar(select(RosterMeta.value).where(RosterMeta.key == "version"))
+        return row
+
+    def state_payload(self) -> dict[str, Any]:
+        return self.health.state_payload(self.roster_version(), self.outbox.depth())
+
+    def publish_state(self) -> None:
+        if self.link.connected:
+            self.link.publish(self.topics.state, json.dumps(self.state_payload()), qos=1, retain=True)
+
+    def _on_link_up(self) -> None:
+        self.pump.on_connected()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._state_dirty.set)
+
+    def _on_mqtt_message(self, topic: str, payload: bytes) -> None:
+        command = self.topics.command_of(topic)
+        if command is not None and self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self.router.dispatch(command, payload), self._loop)
+
+    def _respond(self, command: str, payload: str) -> None:
+        self.link.publish(self.topics.response(command), payload, qos=1)
+
+    async def _cmd_state(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.publish_state()
+        return {"state": self.state_payload()}
+
+    async def _cmd_door_open(self, request: dict[str, Any]) -> dict[str, Any]:
+        door = self.doors.get(str(request.get("door")))
+        if door is None:
+            raise CommandError("unknown_door", f"no door {request.get('door')!r}")
+        self.record_simple_entry(door.cfg, "remote")
+        return {"door": door.cfg.id}
+
+    # --- lifecycle -------------------------------------------------------------
+    async def _state_loop(self) -> None:
+        interval = self.cfg.mqtt.state_interval_s
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._state_dirty.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+            self._state_dirty.clear()
+            self.publish_state()
+            await asyncio.sleep(1.0)  # at most one state message a second
+
+    async def _door_ticks(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for door in self.doors.values():
+                self._raise_changes(door.cfg.id, door.tick(now))
+            await asyncio.sleep(1.0)
+
+    async def _watchdog(self, notifier: sdnotify.SystemdNotifier) -> None:
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        if usec <= 0:
+            return
+        while not self._stop.is_set():
+            notifier.notify("WATCHDOG=1")  # from the loop: a stuck loop misses it and systemd restarts us
+            await asyncio.sleep(usec / 2_000_000)
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        notifier = sdnotify.SystemdNotifier()
+        for module in self.io.values():
+            module.start()
+        for reader in self.readers:
+            reader.start()
+        self.link.start()
+        tasks = [
+            asyncio.create_task(self.pump.run(self._stop), name="outbox"),
+            asyncio.create_task(self._state_loop(), name="state"),
+            asyncio.create_task(self._door_ticks(), name="doors"),
+            asyncio.create_task(self._watchdog(notifier), name="watchdog"),
+        ]
+        log.info(
+            "gateway %s running: %d reader(s), %d I/O module(s), %d door(s); outbox depth %d; broker %s:%s",
+            self.cfg.gateway_id,
+            len(self.readers),
+            len(self.io),
+            len(self.doors),
+            self.outbox.depth(),
+            self.cfg.mqtt.host,
+            self.cfg.mqtt.port,
+        )
+        notifier.notify("READY=1")
+        if ready is not None:
+            ready()
+        await self._stop.wait()
+        notifier.notify("STOPPING=1")
+        for reader in self.readers:
+            reader.stop()
+        left = await self.pump.drain(DRAIN_ON_STOP_S)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.link.stop()
+        for module in self.io.values():
+            module.stop()
+        self.engine.dispose()
+        log.info("gateway stopped; %d event(s) kept in the outbox for next start", left)
+

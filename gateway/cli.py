@@ -1,0 +1,294 @@
+"""`accessgw`: run the gateway, check an installation, manage the roster."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from config.loader import ConfigError, load_config
+from config.models import GatewayConfig
+from gateway import __version__
+from gateway.store.db import open_store
+from gateway.store.models import Entry
+from gateway.store.roster import NewTenant, RosterError, add_card, add_tenant, remove_card, set_status
+
+DEFAULT_CONFIG = "/etc/accessgw/gateway.yaml"
+
+
+def fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("pymodbus", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL if not verbose else logging.INFO)
+
+
+def read_config(path: str) -> GatewayConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    default=lambda: os.environ.get("ACCESSGW_CONFIG", DEFAULT_CONFIG),
+    show_default=f"$ACCESSGW_CONFIG or {DEFAULT_CONFIG}",
+    help="Gateway configuration file (YAML).",
+)
+
+
+@contextmanager
+def roster_session(config_path: str) -> Iterator[Session]:
+    """A store transaction; a RosterError becomes a one-line error and exit 1."""
+    cfg = read_config(config_path)
+    engine, sessions = open_store(cfg.data_dir)
+    try:
+        with sessions.begin() as session:
+            yield session
+    except RosterError as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+
+
+def parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from exc
+
+
+def parse_card_number(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    try:
+        number = int(value, 0)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a card number") from exc
+    if not 0 <= number <= 0xFFFFFFFF:
+        raise click.BadParameter(f"{number} does not fit in 32 bits")
+    return number
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="accessgw")
+def main() -> None:
+    """Rental-building access & video gateway."""
+
+
+@main.command()
+@config_option
+@click.option("--simulate", is_flag=True, help="Embedded default: simulated reader and relay board on ptys.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="With --simulate: where data lives.")
+@click.option("-v", "--verbose", is_flag=True)
+def run(config_path: str, simulate: bool, data_dir: Path | None, verbose: bool) -> None:
+    """Run the gateway until SIGTERM or Ctrl-C."""
+    setup_logging(verbose)
+    from gateway.app import Gateway
+
+    hardware = None
+    if simulate:
+        from gateway.simulation import DEMO_CARD, SimulatedHardware, seed_demo_roster, simulation_config
+
+        cfg = simulation_config(data_dir or Path("var"))
+        seed_demo_roster(cfg)
+        hardware = SimulatedHardware(cfg)
+        hardware.start()
+    else:
+        cfg = read_config(config_path)
+    gateway = Gateway(cfg)
+
+    def first_swipe() -> None:
+        if hardware is not None and hardware.reader is not None:
+            logging.getLogger("accessgw").info("simulation: swiping demo card %s in 2 s", DEMO_CARD)
+            asyncio.get_running_loop().call_later(2.0, hardware.reader.swipe, DEMO_CARD, 34)
+
+    async def main_loop() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, gateway.stop)
+        await gateway.run(ready=first_swipe)
+
+    try:
+        asyncio.run(main_loop())
+    finally:
+        if hardware is not None:
+            hardware.stop()
+
+
+@main.command()
+@config_option
+def check(config_path: str) -> None:
+    """Say, one line each, whether every reader, I/O module and the broker answers."""
+    from gateway.check import run_checks
+
+    cfg = read_config(config_path)
+    ok = True
+    for line, passed in run_checks(cfg):
+        ok &= passed
+        click.echo(("ok    " if passed else "FAIL  ") + line)
+    sys.exit(0 if ok else 1)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@config_option
+def db_upgrade(config_path: str) -> None:
+    """Apply Alembic migrations (also done at every start)."""
+    cfg = read_config(config_path)
+    engine, _ = open_store(cfg.data_dir)
+    engine.dispose()
+    click.echo(f"database at {cfg.data_dir} is up to date")
+
+
+@main.group()
+def tenant() -> None:
+    """Tenants of the building."""
+
+
+@tenant.command("add")
+@config_option
+@click.option("--id", "tenant_id", required=True)
+@click.option("--name", required=True)
+@click.option("--permit", required=True, help="Residence permit number.")
+@click.option("--valid-to", required=True, callback=parse_date, help="Last valid day, YYYY-MM-DD (inclusive).")
+@click.option("--valid-from", default=None, callback=parse_date, help="First valid day, YYYY-MM-DD.")
+@click.option("--room", default=None)
+def tenant_add(
+    config_path: str, tenant_id: str, name: str, permit: str, valid_to: date, valid_from: date | None, room: str | None
+) -> None:
+    """Enrol a tenant."""
+    with roster_session(config_path) as s:
+        add_tenant(s, NewTenant(tenant_id, name, permit, valid_to, valid_from, room))
+    click.echo(f"tenant {tenant_id} added (permit {permit}, valid to {valid_to})")
+
+
+def _status_command(name: str, status: str, doc: str) -> None:
+    @tenant.command(name, help=doc)
+    @config_option
+    @click.option("--id", "tenant_id", required=True)
+    def command(config_path: str, tenant_id: str) -> None:
+        with roster_session(config_path) as s:
+            set_status(s, tenant_id, status)
+        click.echo(f"tenant {tenant_id} is now {status}")
+
+
+_status_command("suspend", "suspended", "Suspend a tenant: their cards are refused until reactivated.")
+_status_command("revoke", "revoked", "Revoke a tenant for good.")
+_status_command("activate", "active", "Reactivate a suspended tenant.")
+
+
+@main.group()
+def card() -> None:
+    """Residence-permit cards."""
+
+
+@card.command("add")
+@config_option
+@click.option("--tenant", "tenant_id", required=True)
+@click.option("--number", required=True, callback=parse_card_number, help="Card number (up to 32 bits).")
+def card_add(config_path: str, tenant_id: str, number: int) -> None:
+    """Bind a card to a tenant."""
+    with roster_session(config_path) as s:
+        add_card(s, tenant_id, number)
+    click.echo(f"card {number} bound to tenant {tenant_id}")
+
+
+@card.command("remove")
+@config_option
+@click.option("--number", required=True, callback=parse_card_number)
+def card_remove(config_path: str, number: int) -> None:
+    """Unbind a card."""
+    with roster_session(config_path) as s:
+        remove_card(s, number)
+    click.echo(f"card {number} removed")
+
+
+def parse_since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date or date-time (ISO 8601)") from exc
+    return ts if ts.tzinfo else ts.astimezone()  # naive = the machine's local time
+
+
+@main.command()
+@config_option
+@click.option("--since", default=None, callback=parse_since, help="ISO date or date-time.")
+@click.option("--tenant", "tenant_id", default=None)
+@click.option("--door", default=None)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
+def entries(config_path: str, since: datetime | None, tenant_id: str | None, door: str | None, limit: int) -> None:
+    """Show the newest entries of the local entry log."""
+    cfg = read_config(config_path)
+    engine, sessions = open_store(cfg.data_dir)
+    query = select(Entry).order_by(Entry.seq.desc()).limit(limit)
+    if since is not None:
+        query = query.where(Entry.ts >= since.astimezone(UTC))
+    if tenant_id is not None:
+        query = query.where(Entry.tenant_id == tenant_id)
+    if door is not None:
+        query = query.where(Entry.door == door)
+    with sessions() as s:
+        rows = list(s.scalars(query))
+    engine.dispose()
+    for e in reversed(rows):
+        card_text = f"{e.card_number}/{e.card_bits}" if e.card_number is not None else "-"
+        click.echo(
+            f"{e.ts.isoformat(timespec='seconds')}  seq={e.seq:<6} {e.door:<8} {e.method:<12} {card_text:<16} "
+            f"{e.tenant_id or '-':<12} {e.decision:<7} {e.reason}"
+        )
+    if not rows:
+        click.echo("no entries", err=True)
+
+
+@main.group()
+def simulate() -> None:
+    """Drive the simulated hardware of `accessgw run --simulate`."""
+
+
+@simulate.command("swipe")
+@click.option("--number", required=True, callback=parse_card_number)
+@click.option("--bits", type=click.Choice(["26", "34"]), default="34", show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("var"), show_default=True)
+def simulate_swipe(number: int, bits: str, data_dir: Path) -> None:
+    """Present a card to the simulated reader of a running `--simulate` gateway."""
+    from drivers.simulators import SimulatedCardReader
+    from gateway.simulation import reader_port
+
+    port = reader_port(data_dir)
+    if not port.exists():
+        fail(f"no simulated reader at {port}: is `accessgw run --simulate` running here?")
+    SimulatedCardReader(str(port), "wiegand-text").swipe(number, int(bits))
+    click.echo(f"swiped card {number} as Wiegand {bits}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The decision module: pure, no I/O, every reason and its precedence."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+
+import pytest
+
+from gateway.access import (
+    CardHolder,
+    DoorPolicy,
+    Reason,
+    TenantRecord,
+    Window,
+    decide_card,
+    lookup_for_read,
+    tenant_verdict,
+)
+
+DOOR = DoorPolicy("main", "card")
+NOW = datetime(2026, 11, 23, 10, 0)  # a Monday
+
+
+def holder(status: str = "active", valid_from: date | None = None, valid_to: date = date(2027, 1, 1)) -> CardHolder:
+    return CardHolder(0x12345678, TenantRecord("t1", status, valid_from, valid_to))
+
+
+def test_granted() -> None:
+    d = decide_card([holder()], DOOR, NOW)
+    assert (d.granted, d.reason, d.tenant_id) == (True, Reason.GRANTED, "t1")
+
+
+def test_unknown_card() -> None:
+    d = decide_card([], DOOR, NOW)
+    assert (d.granted, d.reason, d.tenant_id, d.ambiguous) == (False, Reason.UNKNOWN_CARD, None, False)
+
+
+def test_ambiguous_26_bit_read_is_unknown_card() -> None:
+    other = CardHolder(0xAB345678, TenantRecord("t2", "active", None, date(2027, 1, 1)))
+    d = decide_card([holder(), other], DOOR, NOW)
+    assert (d.granted, d.reason, d.ambiguous, d.tenant_id) == (False, Reason.UNKNOWN_CARD, True, None)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [("suspended", Reason.SUSPENDED), ("revoked", Reason.REVOKED), ("active", Reason.GRANTED)]
+)
+def test_status(status: str, reason: Reason) -> None:
+    assert decide_card([holder(status)], DOOR, NOW).reason is reason
+
+
+@pytest.mark.parametrize(
+    ("today", "reason"),
+    [
+        (date(2026, 11, 30), Reason.PERMIT_NOT_YET_VALID),  # the day before valid_from
+        (date(2026, 12, 1), Reason.GRANTED),  # first valid day, inclusive
+        (date(2026, 12, 31), Reason.GRANTED),  # last valid day, inclusive
+        (date(2027, 1, 1), Reason.PERMIT_EXPIRED),  # the day after valid_to
+    ],
+)
+def test_permit_boundaries_are_inclusive_calendar_days(today: date, reason: Reason) -> None:
+    h = holder(valid_from=date(2026, 12, 1), valid_to=date(2026, 12, 31))
+    for clock in (time(0, 0), time(23, 59, 59)):
+        assert decide_card([h], DOOR, datetime.combine(today, clock)).reason is reason
+
+
+def test_precedence_revoked_over_everything() -> None:
+    t = TenantRecord("t1", "revoked", date(2030, 1, 1), date(2020, 1, 1))
+    assert tenant_verdict(t, DOOR, NOW) is Reason.REVOKED
+    t = TenantRecord("t1", "suspended", date(2030, 1, 1), date(2020, 1, 1))
+    assert tenant_verdict(t, DOOR, NOW) is Reason.SUSPENDED
+    t = TenantRecord("t1", "active", date(2030, 1, 1), date(2020, 1, 1))
+    assert tenant_verdict(t, DOOR, NOW) is Reason.PERMIT_NOT_YET_VALID
+
+
+def test_schedule_windows_and_precedence() -> None:
+    door = DoorPolicy("main", "card", (Window(frozenset({"mon", "tue"}), time(7), time(9)),))
+    assert decide_card([holder()], door, datetime(2026, 11, 23, 8, 0)).reason is Reason.GRANTED
+    assert decide_card([holder()], door, datetime(2026, 11, 23, 9, 0)).reason is Reason.OUTSIDE_SCHEDULE
+    assert decide_card([holder()], door, datetime(2026, 11, 25, 8, 0)).reason is Reason.OUTSIDE_SCHEDULE  # Wed
+    expired = holder(valid_to=date(2026, 1, 1))
+    assert decide_card([expired], door, datetime(2026, 11, 23, 10, 0)).reason is Reason.PERMIT_EXPIRED
+
+
+def test_lookup_rules() -> None:
+    assert lookup_for_read(0x345678, 26) == ("low24", 0x345678)
+    assert lookup_for_read(0x12345678, 34) == ("number", 0x12345678)
+    assert lookup_for_read(0x12345678, 40) == ("number", 0x12345678)

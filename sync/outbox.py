@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -37,8 +36,11 @@ class Publisher(Protocol):
 class OutboxPump:
     """Moves outbox rows to the broker and deletes them once acknowledged.
 
-    Thread model: `run()` is an asyncio task; `on_ack`, `on_connected` and
-    `on_disconnected` may be called from the MQTT thread.
+    Thread model: `run()` is an asyncio task and alone touches the in-flight
+    table. `on_ack`, `on_connected` and `on_disconnected` come from the MQTT
+    thread; they only append to a queue (no lock is held around a publish,
+    so paho's callback lock and ours can never deadlock), and the queue keeps
+    acks and connection changes in the order they happened.
     """
 
     def __init__(
@@ -55,9 +57,8 @@ class OutboxPump:
         self._link: Publisher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
-        self._lock = threading.Lock()
+        self._signals: deque[tuple[str, int]] = deque()  # ("ack", mid) / ("reset", 0)
         self._in_flight: dict[int, int] = {}  # mid -> seq
-        self._acked: deque[int] = deque()
         self._cursor = 0  # highest seq handed to the broker on this connection
         self.delivered = 0
 
@@ -67,60 +68,60 @@ class OutboxPump:
     # --- called from any thread -------------------------------------------
     def notify(self) -> None:
         """Something was added to the outbox, or the link changed: look again."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
 
     def on_ack(self, mid: int) -> None:
-        with self._lock:
-            seq = self._in_flight.pop(mid, None)
-            if seq is not None:
-                self._acked.append(seq)
+        self._signals.append(("ack", mid))
         self.notify()
 
     def on_connected(self) -> None:
         # Start again from the oldest row: whatever was in flight when the
         # last connection dropped is sent again (at least once; consumers
         # deduplicate by id).
-        with self._lock:
-            self._in_flight.clear()
-            self._cursor = 0
+        self._signals.append(("reset", 0))
         self.notify()
 
     def on_disconnected(self) -> None:
-        with self._lock:
-            self._in_flight.clear()
+        self._signals.append(("reset", 0))
         self.notify()
 
     # --- the asyncio side --------------------------------------------------
     def in_flight(self) -> int:
-        with self._lock:
-            return len(self._in_flight)
+        return len(self._in_flight)
 
     def _remove_acked(self) -> int:
-        with self._lock:
-            seqs = list(self._acked)
-            self._acked.clear()
-        if seqs:
-            self._store.remove(seqs)
-            self.delivered += len(seqs)
-        return len(seqs)
+        acked: list[int] = []
+        while self._signals:
+            kind, mid = self._signals.popleft()
+            if kind == "reset":
+                self._in_flight.clear()
+                self._cursor = 0
+            else:
+                seq = self._in_flight.pop(mid, None)
+                if seq is not None:  # acks of an older connection's mids are ignored
+                    acked.append(seq)
+        if acked:
+            self._store.remove(acked)
+            self.delivered += len(acked)
+        return len(acked)
 
     def _send_more(self) -> int:
         link = self._link
         if link is None or not link.connected:
             return 0
-        room = self._window - self.in_flight()
+        room = self._window - len(self._in_flight)
         if room <= 0:
             return 0
         rows = self._store.pending(self._cursor, min(room, self._batch))
         sent = 0
         for row in rows:
-            with self._lock:
-                mid = link.publish(self._topic_of(row.topic), row.payload, qos=1)
-                if mid is None:  # link dropped under us; on_connected restarts the scan
-                    break
-                self._in_flight[mid] = row.seq
-                self._cursor = row.seq
+            mid = link.publish(self._topic_of(row.topic), row.payload, qos=1)
+            if mid is None:  # the link dropped under us; the reset signal restarts the scan
+                break
+            self._in_flight[mid] = row.seq
+            self._cursor = row.seq
             sent += 1
         return sent
 

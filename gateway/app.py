@@ -157,7 +157,7 @@ class Gateway:
 
     def _entry_done(self, draft: EntryDraft, entry_id: str) -> None:
         self.pump.notify()
-        card = f" card {draft.card_number}/{draft.card_bits}" if draft.card_number is not None else ""
+        card = f" {draft.card_number}/{draft.card_bits}" if draft.card_number is not None else ""
         log.info(
             "entry %s %s%s -> %s (%s) tenant=%s id=%s",
             draft.door,

@@ -75,24 +75,26 @@ class SimulatedHardware:
     """The two pty links, the relay board and the card reader of the simulation."""
 
     def __init__(self, cfg: GatewayConfig) -> None:
-        ports = sim_dir(cfg.data_dir)
-        ports.mkdir(parents=True, exist_ok=True)
-        self.reader_link = VirtualSerialLink(ports / "reader-sim", ports / "reader-gw")
-        self.io_link = VirtualSerialLink(ports / "io-board", ports / "io-gw")
+        self.ports = sim_dir(cfg.data_dir)
+        self.reader_link: VirtualSerialLink | None = None
+        self.io_link: VirtualSerialLink | None = None
         self.board: SimulatedRelayBoard | None = None
         self.reader: SimulatedCardReader | None = None
-        self._io_port = ports / "io-board"
 
     def start(self) -> None:
-        self.reader_link.open()
-        self.io_link.open()
-        self.board = SimulatedRelayBoard(str(self._io_port), baudrate=38400, unit=1)
+        self.ports.mkdir(parents=True, exist_ok=True)
+        self.reader_link = VirtualSerialLink(self.ports / "reader-sim", self.ports / "reader-gw")
+        self.io_link = VirtualSerialLink(self.ports / "io-board", self.ports / "io-gw")
+        self.board = SimulatedRelayBoard(self.ports / "io-board", baudrate=38400, unit=1)
         self.board.start()
-        self.reader = SimulatedCardReader(str(self.reader_link.path_a), "wiegand-text")
-        log.info("simulated reader: swipe with `accessgw simulate swipe --number N` (port %s)", self.reader_link.path_a)
+        self.reader = SimulatedCardReader(self.reader_link.a, "wiegand-text")
+        log.info("simulated reader on %s: swipe with `accessgw simulate swipe --number N`", self.reader_link.a)
 
     def stop(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
         if self.board is not None:
             self.board.stop()
-        self.io_link.close()
-        self.reader_link.close()
+        for link in (self.io_link, self.reader_link):
+            if link is not None:
+                link.close()

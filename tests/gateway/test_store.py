@@ -83,8 +83,20 @@ def test_entry_and_outbox_commit_together_and_seq_never_reused(tmp_path: Path) -
     body = json.loads(pending[0].payload)
     assert body["seq"] == 1 and body["id"] == e1.id and body["reason"] == "unknown_card"
     assert set(body) == {
-        "id", "seq", "ts", "gateway_id", "door", "method", "card_number", "card_bits", "tenant_id",
-        "decision", "reason", "face_distance", "camera", "snapshot",
+        "id",
+        "seq",
+        "ts",
+        "gateway_id",
+        "door",
+        "method",
+        "card_number",
+        "card_bits",
+        "tenant_id",
+        "decision",
+        "reason",
+        "face_distance",
+        "camera",
+        "snapshot",
     }
     outbox.remove([1, 2])
     with sessions.begin() as s:

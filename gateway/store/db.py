@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import SingletonThreadPool
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 DB_NAME = "gateway.sqlite3"
@@ -30,7 +31,9 @@ def database_path(data_dir: Path) -> Path:
 def make_engine(data_dir: Path) -> Engine:
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(f"sqlite:///{database_path(data_dir)}", future=True)
+    # One connection per thread, kept open: SQLite's page cache lives in the
+    # connection, and the door's path and the outbox share the loop thread.
+    engine = create_engine(f"sqlite:///{database_path(data_dir)}", poolclass=SingletonThreadPool, pool_size=8)
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.orm import Session
 from ulid import ULID
 
@@ -51,11 +51,18 @@ class AlertDraft:
     snapshot: str | None = None
 
 
-def _enqueue(session: Session, topic: str, payload: dict[str, Any]) -> OutboxItem:
-    item = OutboxItem(topic=topic, payload=json.dumps(payload, separators=(",", ":")))
-    session.add(item)
-    session.flush()  # assigns the AUTOINCREMENT seq
-    return item
+# Core statements on the tables, not ORM units of work: this is the door's
+# hot path, and the ORM's bookkeeping costs more than the SQLite work.
+_OUTBOX = OutboxItem.__table__
+_ENTRIES = Entry.__table__
+_ALERTS = Alert.__table__
+
+
+def _enqueue(db: Session | Connection, topic: str, payload: dict[str, Any], now: datetime) -> int:
+    """Add an outbox row; returns its seq (SQLite AUTOINCREMENT)."""
+    body = json.dumps(payload, separators=(",", ":"))
+    result = db.execute(insert(_OUTBOX).values(topic=topic, payload=body, created_at=now))
+    return int(result.inserted_primary_key[0])
 
 
 def entry_payload(entry_id: str, gateway_id: str, d: EntryDraft) -> dict[str, Any]:
@@ -93,13 +100,19 @@ def alert_payload(alert_id: str, gateway_id: str, d: AlertDraft) -> dict[str, An
     }
 
 
-def record_entry(session: Session, gateway_id: str, draft: EntryDraft) -> Entry:
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    id: str
+    seq: int
+
+
+def record_entry(db: Session | Connection, gateway_id: str, draft: EntryDraft) -> Recorded:
     """Add the entry and its outbox row; the caller commits both at once."""
     entry_id = str(ULID.from_datetime(draft.ts))
-    item = _enqueue(session, ENTRY_TOPIC, entry_payload(entry_id, gateway_id, draft))
-    entry = Entry(
+    seq = _enqueue(db, ENTRY_TOPIC, entry_payload(entry_id, gateway_id, draft), draft.ts)
+    values = dict(
         id=entry_id,
-        seq=item.seq,
+        seq=seq,
         ts=draft.ts,
         door=draft.door,
         method=draft.method,
@@ -114,16 +127,16 @@ def record_entry(session: Session, gateway_id: str, draft: EntryDraft) -> Entry:
         snapshot=draft.snapshot,
         details=draft.details,
     )
-    session.add(entry)
-    return entry
+    db.execute(insert(_ENTRIES).values(**values))
+    return Recorded(entry_id, seq)
 
 
-def record_alert(session: Session, gateway_id: str, draft: AlertDraft) -> Alert:
+def record_alert(db: Session | Connection, gateway_id: str, draft: AlertDraft) -> Recorded:
     alert_id = str(ULID.from_datetime(draft.ts))
-    item = _enqueue(session, ALERT_TOPIC, alert_payload(alert_id, gateway_id, draft))
-    alert = Alert(
+    seq = _enqueue(db, ALERT_TOPIC, alert_payload(alert_id, gateway_id, draft), draft.ts)
+    values = dict(
         id=alert_id,
-        seq=item.seq,
+        seq=seq,
         ts=draft.ts,
         kind=draft.kind,
         state=draft.state,
@@ -133,9 +146,11 @@ def record_alert(session: Session, gateway_id: str, draft: AlertDraft) -> Alert:
         tenant_id=draft.tenant_id,
         details=draft.details,
         snapshot=draft.snapshot,
+        acknowledged_at=None,
+        acknowledged_by=None,
     )
-    session.add(alert)
-    return alert
+    db.execute(insert(_ALERTS).values(**values))
+    return Recorded(alert_id, seq)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -99,9 +99,14 @@ def remove_card(session: Session, number: int) -> None:
     session.flush()
 
 
-def holders_for_read(session: Session, number: int, bits: int) -> list[CardHolder]:
+def holders_for_read(session: Session | Connection, number: int, bits: int) -> list[CardHolder]:
     """Every enrolled card a read matches, with its tenant (one indexed query)."""
     column, value = lookup_for_read(number, bits)
     key = Card.low24 if column == "low24" else Card.number
-    rows = session.execute(select(Card.number, Tenant).join(Tenant, Card.tenant_id == Tenant.id).where(key == value))
-    return [CardHolder(card_number, tenant_record(tenant)) for card_number, tenant in rows]
+    # Plain columns, not ORM entities: this runs on the door's hot path.
+    rows = session.execute(
+        select(Card.number, Tenant.id, Tenant.status, Tenant.valid_from, Tenant.valid_to, Tenant.watchlist)
+        .join(Tenant, Card.tenant_id == Tenant.id)
+        .where(key == value)
+    )
+    return [CardHolder(number, TenantRecord(tid, status, vf, vt, watch)) for number, tid, status, vf, vt, watch in rows]

@@ -1,0 +1,315 @@
+"""Relay / input module over Modbus RTU: lock pulses and held coils out, DoorInput / IoStatus in.
+
+RS-485 is half duplex: one request at a time. So one daemon thread owns the
+ModbusSerialClient and does all bus access; callers only put commands on a
+queue, which never blocks them. The thread waits on that queue with a timeout
+equal to the time until the next poll or pulse end, so a pulse's ON write goes
+out as soon as the bus is free, without sleeping in the command path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+from pymodbus.client import ModbusSerialClient
+from pymodbus.pdu import ModbusPDU
+
+from config.models import IoModuleConfig
+from gateway.events import DoorInput, DriverEvent, IoStatus
+
+log = logging.getLogger(__name__)
+
+MAX_COIL = 65535
+HEALTHY_AFTER_S = 1.0  # a connection that lasted this long counts as recovered
+
+
+class _Pulse(NamedTuple):
+    coil: int
+    end: float  # time.monotonic() when the coil goes off; fixed when pulse() is called
+
+
+class _Hold(NamedTuple):
+    coil: int
+    on: bool
+
+
+_Command = _Pulse | _Hold
+
+
+class BusError(Exception):
+    """A request that failed: no answer, an exception response, or the port is gone."""
+
+
+class ModbusIoModule:
+    """One Modbus RTU I/O module: coils 0.. drive lock relays, discrete inputs 0.. are polled.
+
+    `pulse`, `set_coil`, `start` and `stop` may be called from any thread
+    (typically the asyncio loop); `emit` is called from the module's thread.
+    """
+
+    def __init__(
+        self,
+        config: IoModuleConfig,
+        emit: Callable[[DriverEvent], None],
+        *,
+        backoff_initial_s: float = 0.2,
+        retries: int = 1,
+    ) -> None:
+        self.config = config
+        self._emit = emit
+        self._backoff_initial = backoff_initial_s
+        self._retries = retries
+        self._commands: queue.SimpleQueue[_Command | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._online: bool | None = None  # None until the first connection attempt
+        # Owned by the module thread only:
+        self._client: ModbusSerialClient | None = None
+        self._connected = False
+        self._held: dict[int, bool] = {}  # set_coil state, re-applied after every reconnect
+        self._pulse_end: dict[int, float] = {}
+        self._written: dict[int, bool] = {}  # what the module is known to hold since the last connect
+        self._known: set[int] = set()  # every coil ever commanded: all are rewritten after a reconnect
+        self._inputs: list[bool] | None = None
+        self._next_poll = 0.0
+
+    # --- API, any thread -------------------------------------------------
+
+    @property
+    def online(self) -> bool:
+        return bool(self._online)
+
+    def pulse(self, coil: int, ms: int) -> None:
+        """Coil ON now, OFF after `ms`. A pulse on a coil already pulsing extends it to the later end."""
+        self._check_coil(coil)
+        if ms <= 0:
+            raise ValueError(f"pulse length must be positive, not {ms} ms")
+        self._commands.put(_Pulse(coil, time.monotonic() + ms / 1000.0))
+
+    def set_coil(self, coil: int, on: bool) -> None:
+        """Hold a coil ON or OFF (e.g. fire-alarm unlock); cancels a pending pulse end on that coil."""
+        self._check_coil(coil)
+        self._commands.put(_Hold(coil, bool(on)))
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"io-{self.config.id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the thread: active pulses end (coil OFF, best effort), held coils stay as they are."""
+        self._stop.set()
+        self._commands.put(None)  # wake the thread if it waits on the queue
+        if self._thread is not None:
+            # A request in flight may take (retries + 1) * timeout_s, and the final pulse-off writes as much again.
+            bound = timeout if timeout is not None else 2 * (self._retries + 1) * self.config.timeout_s + 1.0
+            self._thread.join(bound)
+            if self._thread.is_alive():
+                log.error("io %s: thread did not stop within %.1f s", self.config.id, bound)
+            self._thread = None
+
+    @staticmethod
+    def _check_coil(coil: int) -> None:
+        if not 0 <= coil <= MAX_COIL:
+            raise ValueError(f"coil {coil} outside 0..{MAX_COIL}")
+
+    # --- module thread ---------------------------------------------------
+
+    def _run(self) -> None:
+        self._client = ModbusSerialClient(
+            self.config.port,
+            baudrate=self.config.baudrate,
+            timeout=self.config.timeout_s,
+            retries=self._retries,  # low: a dead bus must show as offline within about a second
+            name=f"io-{self.config.id}",
+        )
+        backoff = self._backoff_initial
+        connected_at = 0.0
+        try:
+            while not self._stop.is_set():
+                if not self._connected:
+                    try:
+                        self._connect()
+                        connected_at = time.monotonic()
+                    except Exception as exc:  # any failure: offline, retry later; never end the thread
+                        self._disconnect(exc)
+                        self._wait_offline(backoff)
+                        backoff = min(backoff * 2, self.config.reconnect_max_s)
+                    continue
+                try:
+                    self._serve_once()
+                except Exception as exc:
+                    self._disconnect(exc)
+                    if time.monotonic() - connected_at > HEALTHY_AFTER_S:
+                        backoff = self._backoff_initial  # a one-off failure: try again at once
+                    else:
+                        # Failed again right after connecting: back off, so the status cannot flap quickly.
+                        self._wait_offline(backoff)
+                        backoff = min(backoff * 2, self.config.reconnect_max_s)
+        finally:
+            self._shutdown()
+
+    def _connect(self) -> None:
+        assert self._client is not None
+        self._client.close()
+        if not self._client.connect():
+            raise BusError(f"cannot open {self.config.port}")
+        self._connected = True
+        self._written.clear()  # the module may have lost power: assume nothing about its coils
+        self._expire_pulses(time.monotonic())  # a pulse that ended during the outage is never replayed
+        self._sync_coils()  # re-apply held states; turn off pulses that ended while offline
+        if self.config.inputs:
+            inputs = self._read_inputs()
+        else:
+            self._probe()
+            inputs = []
+        self._set_online(True)
+        self._inputs = inputs
+        for index, active in enumerate(inputs):  # the initial state, once per (re)connect
+            self._send(DoorInput(io=self.config.id, input=index, active=active))
+        self._next_poll = time.monotonic() + self.config.poll_ms / 1000.0
+
+    def _disconnect(self, exc: BaseException) -> None:
+        self._connected = False
+        self._inputs = None
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # the device may be gone already
+                pass
+        self._set_online(False, f"{type(exc).__name__}: {exc}")
+
+    def _serve_once(self) -> None:
+        deadline = min(self._next_poll, min(self._pulse_end.values(), default=math.inf))
+        self._take_commands(max(0.0, deadline - time.monotonic()))
+        if self._stop.is_set():
+            return
+        self._expire_pulses(time.monotonic())
+        self._sync_coils()
+        if time.monotonic() >= self._next_poll:
+            self._poll()
+            self._next_poll = time.monotonic() + self.config.poll_ms / 1000.0
+
+    def _wait_offline(self, seconds: float) -> None:
+        """Back off before reconnecting, still taking commands so the state is right when the bus returns."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._take_commands(remaining)
+
+    def _take_commands(self, timeout: float) -> None:
+        """Wait up to `timeout` for a command, then apply every command queued."""
+        try:
+            command = self._commands.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            if command is not None:
+                self._apply(command)
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+
+    def _apply(self, command: _Command) -> None:
+        self._known.add(command.coil)
+        if isinstance(command, _Pulse):
+            self._pulse_end[command.coil] = max(self._pulse_end.get(command.coil, 0.0), command.end)
+        else:
+            self._held[command.coil] = command.on
+            self._pulse_end.pop(command.coil, None)
+
+    def _expire_pulses(self, now: float) -> None:
+        for coil in [c for c, end in self._pulse_end.items() if end <= now]:
+            del self._pulse_end[coil]
+
+    def _desired(self, coil: int) -> bool:
+        return self._held.get(coil, False) or coil in self._pulse_end
+
+    def _sync_coils(self) -> None:
+        """Write every coil whose wanted state differs from what was written, ON writes first."""
+        pending = [c for c in self._known if self._written.get(c) != self._desired(c)]
+        pending.sort(key=lambda c: not self._desired(c))  # an unlock waits for no relock
+        for coil in pending:
+            value = self._desired(coil)
+            self._written.pop(coil, None)  # unknown until the module confirms
+            self._check(self._client_or_fail().write_coil(coil, value, device_id=self.config.unit), "write coil")
+            self._written[coil] = value
+
+    def _poll(self) -> None:
+        if not self.config.inputs:
+            self._probe()
+            return
+        inputs = self._read_inputs()
+        previous = self._inputs
+        self._inputs = inputs
+        for index, active in enumerate(inputs):
+            if previous is None or previous[index] != active:
+                self._send(DoorInput(io=self.config.id, input=index, active=active))
+
+    def _read_inputs(self) -> list[bool]:
+        count = self.config.inputs
+        response = self._client_or_fail().read_discrete_inputs(0, count=count, device_id=self.config.unit)
+        self._check(response, "read inputs")
+        bits = list(response.bits)
+        if len(bits) < count:
+            raise BusError(f"read inputs: {len(bits)} bits returned, {count} asked")
+        return [bool(b) for b in bits[:count]]
+
+    def _probe(self) -> None:
+        """A module with no inputs is still polled (coil 0), so that its loss is noticed."""
+        self._check(self._client_or_fail().read_coils(0, count=1, device_id=self.config.unit), "probe")
+
+    def _client_or_fail(self) -> ModbusSerialClient:
+        if self._client is None or not self._connected:
+            raise BusError("not connected")
+        return self._client
+
+    @staticmethod
+    def _check(response: ModbusPDU | None, what: str) -> None:
+        if response is None:
+            raise BusError(f"{what}: no response")
+        if response.isError():
+            code = getattr(response, "exception_code", "?")
+            raise BusError(f"{what}: exception response (code {code})")
+
+    def _shutdown(self) -> None:
+        """On stop: end running pulses now rather than leave a door unlocked; keep held coils."""
+        if self._connected and self._pulse_end:
+            self._pulse_end.clear()
+            try:
+                self._sync_coils()
+            except Exception as exc:
+                log.warning("io %s: could not end pulses on stop: %s", self.config.id, exc)
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:
+                pass
+        self._connected = False
+
+    def _set_online(self, online: bool, error: str | None = None) -> None:
+        if self._online == online:
+            return  # once per transition, not on every retry
+        self._online = online
+        if online:
+            log.info("io %s: module %d on %s answers", self.config.id, self.config.unit, self.config.port)
+        else:
+            log.warning("io %s: offline: %s", self.config.id, error)
+        self._send(IoStatus(io=self.config.id, online=online, error=error))
+
+    def _send(self, event: DriverEvent) -> None:
+        try:
+            self._emit(event)
+        except Exception:  # a failing consumer must not stop the bus thread
+            log.exception("io %s: emit failed for %r", self.config.id, event)

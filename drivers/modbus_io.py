@@ -313,3 +313,21 @@ class ModbusIoModule:
             self._emit(event)
         except Exception:  # a failing consumer must not stop the bus thread
             log.exception("io %s: emit failed for %r", self.config.id, event)
+
+
+def probe_io_module(config: IoModuleConfig) -> str | None:
+    """For `accessgw check`: None when the module answers a read, else why not."""
+    client = ModbusSerialClient(config.port, baudrate=config.baudrate, timeout=config.timeout_s, retries=1)
+    try:
+        if not client.connect():
+            return f"cannot open {config.port}"
+        if config.inputs:
+            response = client.read_discrete_inputs(0, count=config.inputs, device_id=config.unit)
+        else:
+            response = client.read_coils(0, count=1, device_id=config.unit)
+        ModbusIoModule._check(response, "read")
+        return None
+    except Exception as exc:  # any failure is the answer the installer needs
+        return f"no answer from unit {config.unit}: {exc}"
+    finally:
+        client.close()

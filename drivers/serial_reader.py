@@ -171,3 +171,17 @@ class SerialCardReader:
             self._emit(event)
         except Exception:  # a failing consumer must not stop the reader
             log.exception("reader %s: emit failed for %r", self.config.id, event)
+
+
+def probe_reader_port(config: ReaderConfig) -> str | None:
+    """For `accessgw check`: None when the reader's port opens, else why not.
+
+    A card reader speaks only when a card is presented, so an open port is
+    all that can be checked without a swipe.
+    """
+    try:
+        port = serial.Serial(config.port, config.baudrate, timeout=READ_TIMEOUT_S)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        return f"cannot open: {exc}"
+    port.close()
+    return None

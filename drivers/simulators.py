@@ -83,7 +83,10 @@ class VirtualSerialLink:
         # a caller's pipeline open.
         errors: IO[bytes] = tempfile.TemporaryFile()
         cmd = [self._socat, f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+        # Own session: a Ctrl-C meant for the gateway must not unplug its simulated cables first.
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True
+        )
         self._proc = proc
         # Safety net: a link forgotten by its owner does not leave socat running after the process.
         self._finalizer = weakref.finalize(self, _stop_process, proc)

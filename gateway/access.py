@@ -116,4 +116,7 @@ def decide_card(holders: Sequence[CardHolder], door: DoorPolicy, local_now: date
         return Decision(False, Reason.UNKNOWN_CARD, ambiguous=True)
     holder = holders[0]
     reason = tenant_verdict(holder.tenant, door, local_now)
+    if reason is Reason.GRANTED and door.mode == "card_and_face":
+        # 人证合一: the card alone never opens; without a matching face it is a timeout.
+        reason = Reason.FACE_TIMEOUT
     return Decision(reason is Reason.GRANTED, reason, holder.tenant.id, holder.card_number)

@@ -92,7 +92,8 @@ class Gateway:
     # --- driver events, from driver threads --------------------------------
     def _emit(self, event: DriverEvent) -> None:
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        # After stop, drivers going away is our own doing, not news for the platform.
+        if loop is not None and not loop.is_closed() and not self._stop.is_set():
             loop.call_soon_threadsafe(self.handle_event, event)
 
     def handle_event(self, event: DriverEvent) -> None:
@@ -156,6 +157,7 @@ class Gateway:
             return
         module.pulse(door.lock.coil, door.lock.pulse_ms)
         self.doors[door.id].unlocked(time.monotonic(), door.lock.pulse_ms / 1000.0)
+        log.info("door %s unlocked for %d ms (%s coil %d)", door.id, door.lock.pulse_ms, door.lock.io, door.lock.coil)
 
     def _entry_done(self, draft: EntryDraft, entry_id: str, timing: str = "") -> None:
         self.pump.notify()

@@ -37,7 +37,8 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("pymodbus", "asyncio"):
+    # pymodbus logs every failed request with hex dumps; our drivers report outages once.
+    for noisy in ("pymodbus", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL if not verbose else logging.INFO)
 
 
@@ -109,9 +110,10 @@ def run(config_path: str, simulate: bool, data_dir: Path | None, verbose: bool) 
 
     hardware = None
     if simulate:
-        from gateway.simulation import DEMO_CARD, SimulatedHardware, seed_demo_roster, simulation_config
+        from gateway.simulation import DEMO_CARD, SimulatedHardware, seed_demo_roster, simulation_config, write_config
 
         cfg = simulation_config(data_dir or Path("var"))
+        logging.getLogger("accessgw").info("simulation config written to %s", write_config(cfg))
         seed_demo_roster(cfg)
         hardware = SimulatedHardware(cfg)
         hardware.start()
@@ -259,10 +261,14 @@ def entries(config_path: str, since: datetime | None, tenant_id: str | None, doo
     with sessions() as s:
         rows = list(s.scalars(query))
     engine.dispose()
+    from gateway.app import local_zone
+
+    zone = local_zone(cfg)
     for e in reversed(rows):
         card_text = f"{e.card_number}/{e.card_bits}" if e.card_number is not None else "-"
+        when = e.ts.astimezone(zone).isoformat(timespec="seconds")
         click.echo(
-            f"{e.ts.isoformat(timespec='seconds')}  seq={e.seq:<6} {e.door:<8} {e.method:<12} {card_text:<16} "
+            f"{when}  seq={e.seq:<6} {e.door:<8} {e.method:<12} {card_text:<16} "
             f"{e.tenant_id or '-':<12} {e.decision:<7} {e.reason}"
         )
     if not rows:

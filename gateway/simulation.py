@@ -11,6 +11,8 @@ import logging
 from datetime import date, timedelta
 from pathlib import Path
 
+import yaml
+
 from config.models import GatewayConfig
 from drivers.simulators import SimulatedCardReader, SimulatedRelayBoard, VirtualSerialLink
 from gateway.store.db import open_store
@@ -55,6 +57,16 @@ def simulation_config(data_dir: Path, gateway_id: str = "sim-0001") -> GatewayCo
             ],
         }
     )
+
+
+def write_config(cfg: GatewayConfig) -> Path:
+    """Save the embedded config, so the other commands can be pointed at it."""
+    path = sim_dir(cfg.data_dir) / "gateway.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = cfg.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    path.write_text("# Written by `accessgw run --simulate`; edits are overwritten at its next start.\n"
+                    + yaml.safe_dump(body, sort_keys=False))
+    return path
 
 
 def seed_demo_roster(cfg: GatewayConfig) -> None:

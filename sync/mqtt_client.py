@@ -53,6 +53,8 @@ class MqttLink:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
+        self._client.on_connect_fail = self._on_connect_fail
+        self._unreachable_logged = False
 
     @property
     def connected(self) -> bool:
@@ -90,6 +92,7 @@ class MqttLink:
         client.subscribe(self._topics.requests, qos=1)
         self._connected.set()
         self.last_error = None
+        self._unreachable_logged = False
         log.info("MQTT connected to %s:%s", self._cfg.host, self._cfg.port)
         self._cb.on_connected()
 
@@ -102,6 +105,12 @@ class MqttLink:
             self.last_error = f"disconnected: {reason}"
             log.warning("MQTT %s", self.last_error)
         self._cb.on_disconnected(str(reason))
+
+    def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
+        self.last_error = f"broker {self._cfg.host}:{self._cfg.port} not reachable"
+        if not self._unreachable_logged:  # once, not at every retry
+            log.warning("MQTT %s; events are kept in the outbox until it answers", self.last_error)
+            self._unreachable_logged = True
 
     def _on_publish(self, client: paho.Client, userdata: object, mid: int, reason: object, props: object) -> None:
         self._cb.on_ack(mid)

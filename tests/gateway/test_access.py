@@ -85,3 +85,10 @@ def test_lookup_rules() -> None:
     assert lookup_for_read(0x345678, 26) == ("low24", 0x345678)
     assert lookup_for_read(0x12345678, 34) == ("number", 0x12345678)
     assert lookup_for_read(0x12345678, 40) == ("number", 0x12345678)
+
+
+def test_card_and_face_door_never_opens_on_a_card_alone() -> None:
+    door = DoorPolicy("side", "card_and_face")
+    d = decide_card([holder()], door, NOW)
+    assert (d.granted, d.reason, d.tenant_id) == (False, Reason.FACE_TIMEOUT, "t1")
+    assert decide_card([holder("revoked")], door, NOW).reason is Reason.REVOKED

@@ -1,0 +1,1 @@
+"""Test media: a switchable RTSP test camera (GStreamer) and an ONVIF peer."""

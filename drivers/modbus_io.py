@@ -32,6 +32,7 @@ HEALTHY_AFTER_S = 1.0  # a connection that lasted this long counts as recovered
 class _Pulse(NamedTuple):
     coil: int
     end: float  # time.monotonic() when the coil goes off; fixed when pulse() is called
+    sent: threading.Event  # set once the ON write is handed to the port (or none was needed)
 
 
 class _Hold(NamedTuple):
@@ -78,6 +79,7 @@ class ModbusIoModule:
         self._known: set[int] = set()  # every coil ever commanded: all are rewritten after a reconnect
         self._inputs: list[bool] | None = None
         self._next_poll = 0.0
+        self._awaiting_send: list[threading.Event] = []  # pulse() callers waiting for their write to leave
 
     # --- API, any thread -------------------------------------------------
 
@@ -85,12 +87,19 @@ class ModbusIoModule:
     def online(self) -> bool:
         return bool(self._online)
 
-    def pulse(self, coil: int, ms: int) -> None:
-        """Coil ON now, OFF after `ms`. A pulse on a coil already pulsing extends it to the later end."""
+    def pulse(self, coil: int, ms: int) -> threading.Event:
+        """Coil ON now, OFF after `ms`. A pulse on a coil already pulsing extends it to the later end.
+
+        Returns an event set when the ON write has left for the module (or was
+        not needed): a caller on the door's path may wait on it briefly, which
+        also hands the GIL to this module's thread at once.
+        """
         self._check_coil(coil)
         if ms <= 0:
             raise ValueError(f"pulse length must be positive, not {ms} ms")
-        self._commands.put(_Pulse(coil, time.monotonic() + ms / 1000.0))
+        sent = threading.Event()
+        self._commands.put(_Pulse(coil, time.monotonic() + ms / 1000.0, sent))
+        return sent
 
     def set_coil(self, coil: int, on: bool) -> None:
         """Hold a coil ON or OFF (e.g. fire-alarm unlock); cancels a pending pulse end on that coil."""
@@ -130,6 +139,7 @@ class ModbusIoModule:
             timeout=self.config.timeout_s,
             retries=self._retries,  # low: a dead bus must show as offline within about a second
             name=f"io-{self.config.id}",
+            trace_packet=self._trace_packet,
         )
         backoff = self._backoff_initial
         connected_at = 0.0
@@ -194,6 +204,7 @@ class ModbusIoModule:
             return
         self._expire_pulses(time.monotonic())
         self._sync_coils()
+        self._release_senders()  # a pulse that needed no write (already on) releases its caller too
         if time.monotonic() >= self._next_poll:
             self._poll()
             self._next_poll = time.monotonic() + self.config.poll_ms / 1000.0
@@ -221,9 +232,22 @@ class ModbusIoModule:
             except queue.Empty:
                 return
 
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        # Called by pymodbus just before a request goes to the port: coil writes go
+        # out before any poll, so the first request after a pulse is its ON write.
+        if sending:
+            self._release_senders()
+        return data
+
+    def _release_senders(self) -> None:
+        for event in self._awaiting_send:
+            event.set()
+        self._awaiting_send.clear()
+
     def _apply(self, command: _Command) -> None:
         self._known.add(command.coil)
         if isinstance(command, _Pulse):
+            self._awaiting_send.append(command.sent)
             self._pulse_end[command.coil] = max(self._pulse_end.get(command.coil, 0.0), command.end)
         else:
             self._held[command.coil] = command.on

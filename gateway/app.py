@@ -40,6 +40,7 @@ from sync.topics import Topics
 log = logging.getLogger("accessgw")
 
 DRAIN_ON_STOP_S = 5.0
+UNLOCK_SEND_WAIT_S = 0.003
 
 
 def local_zone(cfg: GatewayConfig) -> tzinfo:
@@ -155,7 +156,10 @@ class Gateway:
         module = self.io.get(door.lock.io)
         if module is None:
             return
-        module.pulse(door.lock.coil, door.lock.pulse_ms)
+        sent = module.pulse(door.lock.coil, door.lock.pulse_ms)
+        # Wait (bounded) for the relay write to leave: this hands the GIL to the bus
+        # thread now, instead of after the loop's bookkeeping for this entry.
+        sent.wait(UNLOCK_SEND_WAIT_S)
         self.doors[door.id].unlocked(time.monotonic(), door.lock.pulse_ms / 1000.0)
         log.info("door %s unlocked for %d ms (%s coil %d)", door.id, door.lock.pulse_ms, door.lock.io, door.lock.coil)
 

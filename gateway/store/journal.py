@@ -11,7 +11,7 @@ from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.orm import Session
 from ulid import ULID
 
-from gateway.store.models import Alert, Entry, OutboxItem
+from gateway.store.models import Alert, OutboxItem
 
 ENTRY_TOPIC = "events/entry"
 ALERT_TOPIC = "events/alert"
@@ -51,18 +51,32 @@ class AlertDraft:
     snapshot: str | None = None
 
 
-# Core statements on the tables, not ORM units of work: this is the door's
-# hot path, and the ORM's bookkeeping costs more than the SQLite work.
-_OUTBOX = OutboxItem.__table__
-_ENTRIES = Entry.__table__
+# The door's hot path (an entry and its outbox row) is written with plain SQL
+# through the engine's connection: the ORM's and even Core's per-statement
+# Python work cost more than SQLite itself (bench/card_latency.py). Column
+# formats match what the SQLAlchemy models read back (tests/gateway/test_store).
 _ALERTS = Alert.__table__
+_INSERT_OUTBOX = "INSERT INTO outbox (topic, payload, created_at) VALUES (?, ?, ?)"
+_INSERT_ENTRY = (
+    "INSERT INTO entries (id, seq, ts, door, method, reader, card_number, card_bits, tenant_id, decision, reason,"
+    " face_distance, camera, snapshot, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _connection(db: Session | Connection) -> Connection:
+    return db.connection() if isinstance(db, Session) else db
+
+
+def _sql_time(ts: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime stores: naive UTC with microseconds."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _enqueue(db: Session | Connection, topic: str, payload: dict[str, Any], now: datetime) -> int:
     """Add an outbox row; returns its seq (SQLite AUTOINCREMENT)."""
     body = json.dumps(payload, separators=(",", ":"))
-    result = db.execute(insert(_OUTBOX).values(topic=topic, payload=body, created_at=now))
-    return int(result.inserted_primary_key[0])
+    result = _connection(db).exec_driver_sql(_INSERT_OUTBOX, (topic, body, _sql_time(now)))
+    return int(result.lastrowid)
 
 
 def entry_payload(entry_id: str, gateway_id: str, d: EntryDraft) -> dict[str, Any]:
@@ -110,24 +124,25 @@ def record_entry(db: Session | Connection, gateway_id: str, draft: EntryDraft) -
     """Add the entry and its outbox row; the caller commits both at once."""
     entry_id = str(ULID.from_datetime(draft.ts))
     seq = _enqueue(db, ENTRY_TOPIC, entry_payload(entry_id, gateway_id, draft), draft.ts)
-    values = dict(
-        id=entry_id,
-        seq=seq,
-        ts=draft.ts,
-        door=draft.door,
-        method=draft.method,
-        reader=draft.reader,
-        card_number=draft.card_number,
-        card_bits=draft.card_bits,
-        tenant_id=draft.tenant_id,
-        decision=draft.decision,
-        reason=draft.reason,
-        face_distance=draft.face_distance,
-        camera=draft.camera,
-        snapshot=draft.snapshot,
-        details=draft.details,
+    d = draft
+    row = (
+        entry_id,
+        seq,
+        _sql_time(d.ts),
+        d.door,
+        d.method,
+        d.reader,
+        d.card_number,
+        d.card_bits,
+        d.tenant_id,
+        d.decision,
+        d.reason,
+        d.face_distance,
+        d.camera,
+        d.snapshot,
+        None if d.details is None else json.dumps(d.details),
     )
-    db.execute(insert(_ENTRIES).values(**values))
+    _connection(db).exec_driver_sql(_INSERT_ENTRY, row)
     return Recorded(entry_id, seq)
 
 

@@ -99,14 +99,24 @@ def remove_card(session: Session, number: int) -> None:
     session.flush()
 
 
-def holders_for_read(session: Session | Connection, number: int, bits: int) -> list[CardHolder]:
-    """Every enrolled card a read matches, with its tenant (one indexed query)."""
+_HOLDERS_SQL = (
+    "SELECT c.number, t.id, t.status, t.valid_from, t.valid_to, t.watchlist"
+    " FROM cards c JOIN tenants t ON c.tenant_id = t.id WHERE c.{column} = ?"
+)
+_HOLDERS = {column: _HOLDERS_SQL.format(column=column) for column in ("number", "low24")}
+
+
+def holders_for_read(db: Session | Connection, number: int, bits: int) -> list[CardHolder]:
+    """Every enrolled card a read matches, with its tenant (one indexed query).
+
+    Plain SQL on the door's hot path; dates come back as SQLite's ISO text.
+    """
     column, value = lookup_for_read(number, bits)
-    key = Card.low24 if column == "low24" else Card.number
-    # Plain columns, not ORM entities: this runs on the door's hot path.
-    rows = session.execute(
-        select(Card.number, Tenant.id, Tenant.status, Tenant.valid_from, Tenant.valid_to, Tenant.watchlist)
-        .join(Tenant, Card.tenant_id == Tenant.id)
-        .where(key == value)
-    )
-    return [CardHolder(number, TenantRecord(tid, status, vf, vt, watch)) for number, tid, status, vf, vt, watch in rows]
+    conn = db.connection() if isinstance(db, Session) else db
+    rows = conn.exec_driver_sql(_HOLDERS[column], (value,))
+    return [
+        CardHolder(
+            n, TenantRecord(tid, status, date.fromisoformat(vf) if vf else None, date.fromisoformat(vt), bool(w))
+        )
+        for n, tid, status, vf, vt, w in rows
+    ]

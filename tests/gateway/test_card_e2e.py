@@ -3,6 +3,9 @@ mosquitto, and `accessgw run` as its own process."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -222,3 +225,64 @@ def test_exit_button_door_forced_and_held_open(rig: Rig) -> None:
     )
     forced = next(a for a in rig.alerts() if a["kind"] == "door_forced")
     assert (forced["severity"], forced["door"], forced["state"]) == ("critical", "main", "raised")
+
+
+def test_platform_requests_remote_open_and_state(rig: Rig) -> None:
+    rig.start()
+    base = "accessgw/gw-test"
+    rig.sub.publish(f"{base}/request/door/open", json.dumps({"transaction": "tx-1", "door": "main"}))
+    rig.sub.publish(f"{base}/request/door/open", json.dumps({"transaction": "tx-2", "door": "attic"}))
+    rig.sub.publish(f"{base}/request/state", json.dumps({"transaction": "tx-3"}))
+    rig.sub.publish(f"{base}/request/roster/unknown", "{}")
+    wait_until(
+        lambda: len(rig.sub.payloads("/response/door/open")) >= 2 and rig.sub.payloads("/response/state"),
+        10,
+        what="responses",
+    )
+    ok, bad = rig.sub.payloads("/response/door/open")
+    assert (ok["transaction"], ok["status"]) == ("tx-1", "ok")
+    assert (bad["transaction"], bad["status"], bad["error"]) == ("tx-2", "error", "unknown_door")
+    state = rig.sub.payloads("/response/state")[0]
+    assert state["status"] == "ok" and state["state"]["io_modules"]["io1"]["online"] is True
+    entry = rig.wait_entries(1)[0]
+    assert (entry["method"], entry["decision"], entry["door"]) == ("remote", "granted", "main")
+    wait_until(lambda: any(w[2] for w in coil_writes(rig)), 5, what="remote open pulses the relay")
+    wait_until(lambda: rig.sub.payloads("/response/roster/unknown"), 5, what="unknown command answered")
+    assert rig.sub.payloads("/response/roster/unknown")[0]["error"] == "unknown_command"
+
+
+def test_systemd_notify_ready_and_watchdog(rig: Rig, tmp_path: Path) -> None:
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(10)
+    os.environ["NOTIFY_SOCKET"] = str(sock_path)
+    os.environ["WATCHDOG_USEC"] = "400000"
+    try:
+        rig.start()
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (b"READY=1" in seen and seen.count(b"WATCHDOG=1") >= 2):
+            seen.append(sock.recv(256))
+        assert b"READY=1" in seen and seen.count(b"WATCHDOG=1") >= 2, seen
+    finally:
+        del os.environ["NOTIFY_SOCKET"], os.environ["WATCHDOG_USEC"]
+        sock.close()
+
+
+def test_rdm6300_reader_end_to_end(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    rig = Rig(tmp_path, mosquitto, protocol="rdm6300")
+    try:
+        rig.enrol("em", 0x12345678, valid_to=TODAY + DAY)
+        rig.start()
+        good = rig.card.frame(0x12345678)
+        rig.card.write_raw(good[:-3] + b"00" + good[-1:])  # wrong checksum
+        rig.card.write_raw(b"\x02NOTHEX!!!!0000\x03")
+        rig.card.swipe(0x12345678)
+        got = rig.wait_entries(1)
+        assert (got[0]["card_bits"], got[0]["tenant_id"], got[0]["reason"]) == (40, "em", "granted")
+        wait_until(lambda: rig.state().get("bad_frames", {}).get("r1", {}).get("total", 0) >= 2, 10, what="counts")
+        assert rig.state()["bad_frames"]["r1"]["checksum"] == 1
+        assert len(rig.entries()) == 1
+    finally:
+        rig.close()

@@ -8,17 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.events import DriverEvent
+from tests.peers import wait_until
 
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(0.005)
+__all__ = ["Events", "wait_until"]
 
 
 class Events:

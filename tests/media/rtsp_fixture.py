@@ -88,6 +88,7 @@ class RtspCamera:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
         self._lines = queue.Queue()
         self._stderr = []
+        self._seq = 0  # the server numbers every command line it reads, from 1
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env
         )
@@ -146,11 +147,12 @@ class RtspCamera:
             raise RtspServerError("RTSP server is not running")
         with self._lock:
             assert self.proc is not None and self.proc.stdin is not None
+            self._seq += 1
             self.proc.stdin.write(text + "\n")
             self.proc.stdin.flush()
-            return self._expect(expect, timeout)
+            return self._expect(expect, timeout, self._seq if text != "ping" else None)
 
-    def _expect(self, prefixes: tuple[str, ...], timeout: float) -> str:
+    def _expect(self, prefixes: tuple[str, ...], timeout: float, seq: int | None = None) -> str:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -162,6 +164,9 @@ class RtspCamera:
                 continue
             if line is None:
                 raise RtspServerError(f"RTSP server exited: {self._tail()}")
+            words = line.split(" ")
+            if seq is not None and words[0] in ("SWITCHED", "ERROR") and words[1] != str(seq):
+                continue  # the late answer to an earlier command that timed out
             if line.startswith(prefixes):
                 return line
             if line.startswith("ERROR"):

@@ -68,11 +68,15 @@ def decode_image(path: str, width: int, height: int, fit: str) -> bytes:
     sink = pipe.get_by_name("sink")
     pipe.set_state(Gst.State.PLAYING)
     try:
-        sample = sink.try_pull_sample(5 * Gst.SECOND)
-        if sample is None:
-            msg = pipe.get_bus().pop_filtered(Gst.MessageType.ERROR)
-            err = msg.parse_error()[0].message if msg else "no frame decoded"
-            raise ValueError(f"cannot decode {path}: {err}")
+        bus = pipe.get_bus()
+        deadline = time.monotonic() + 5.0
+        while (sample := sink.try_pull_sample(20 * Gst.MSECOND)) is None:
+            msg = bus.pop_filtered(Gst.MessageType.ERROR | Gst.MessageType.EOS)
+            if msg is not None or time.monotonic() > deadline:
+                err = "no frame decoded"
+                if msg is not None and msg.type == Gst.MessageType.ERROR:
+                    err = msg.parse_error()[0].message
+                raise ValueError(f"cannot decode {path}: {err}")
         buf = sample.get_buffer()
         ok, info = buf.map(Gst.MapFlags.READ)
         try:
@@ -240,11 +244,11 @@ def main() -> int:
         factory.set_address_pool(pool)
     if args.user:
         auth = GstRtspServer.RTSPAuth()
-        token = GstRtspServer.RTSPToken.new(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, str, "user")
+        token = GstRtspServer.RTSPToken()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password or ""), token)
         server.set_auth(auth)
         perms = GstRtspServer.RTSPPermissions()
-        perms.add_role_empty("user")
         perms.add_permission_for_role("user", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True)
         perms.add_permission_for_role("user", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, True)
         factory.set_permissions(perms)

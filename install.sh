@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 want_pkgs=(socat)
-[ "${1:-}" = "--test" ] && want_pkgs+=(mosquitto)
+# Tests also need a broker and a real RTSP camera (Debian's GStreamer RTSP server, run by the system python3).
+[ "${1:-}" = "--test" ] && want_pkgs+=(mosquitto gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
 missing=()
 for pkg in "${want_pkgs[@]}"; do
-  command -v "$pkg" >/dev/null 2>&1 || [ -x "/usr/sbin/$pkg" ] || missing+=("$pkg")
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -23,4 +25,14 @@ python=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v -i warning || true
 extra=""; [ "${1:-}" = "--test" ] && extra="[test]"
 .venv/bin/python -m pip install -q -e ".${extra}" 2>&1 | grep -v -i warning || true
+# face-recognition declares `dlib` (a 7-minute source build); dlib-bin, a prebuilt wheel of the same
+# library, is installed above as a dependency, so face-recognition goes in without its own.
+.venv/bin/python -m pip install -q --no-deps "face-recognition==1.3.0" 2>&1 | grep -v -i warning || true
+if [ "${1:-}" = "--test" ]; then
+  # ipycam: a virtual ONVIF camera for tests; it asks for the GUI OpenCV, the headless one suffices.
+  .venv/bin/python -m pip install -q --no-deps "ipycam==1.3.0" 2>&1 | grep -v -i warning || true
+fi
+# Fail loudly here, not at the first face: face_recognition exits 0 when its models are missing.
+.venv/bin/python -c "import face_recognition_models, face_recognition, dlib, cv2" \
+  || { echo "face recognition libraries did not install" >&2; exit 1; }
 .venv/bin/accessgw --version

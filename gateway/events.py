@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 
 def _utcnow() -> datetime:
@@ -63,4 +64,35 @@ class IoStatus:
     ts: datetime = field(default_factory=_utcnow)
 
 
-DriverEvent = CardPresented | BadFrame | ReaderStatus | DoorInput | IoStatus
+@dataclass(frozen=True, slots=True)
+class CameraStatus:
+    """A camera's stream started or stopped delivering frames."""
+
+    camera: str
+    online: bool
+    error: str | None = None
+    ts: datetime = field(default_factory=_utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class FaceSeen:
+    """One face in one analysed frame, with what its track has established so far.
+
+    Emitted by recognition/ for every face of every analysed frame. The gateway
+    applies policy (one decision per track and door, stranger alerts).
+    """
+
+    camera: str
+    track_id: int  # unique per camera while the process runs
+    tenant_id: str | None  # the track's identity once confirmed, else None (unknown so far)
+    confirmed: bool  # tenant_id was the best match in >= min_frames frames of this track
+    distance: float | None  # this frame's distance to tenant_id's nearest template (None if unknown)
+    track_age_s: float  # seconds from the track's first frame to this frame
+    box: tuple[int, int, int, int]  # top, right, bottom, left in full-frame pixels
+    frame_ts: datetime  # when the frame was captured (UTC)
+    frame_mono: float  # time.monotonic() when the frame was captured
+    frame: Any = field(default=None, repr=False, compare=False)  # the BGR frame (numpy), for snapshots
+    mono: float = field(default_factory=time.monotonic)
+
+
+DriverEvent = CardPresented | BadFrame | ReaderStatus | DoorInput | IoStatus | CameraStatus

@@ -66,6 +66,15 @@ class Decision:
     tenant_id: str | None = None
     card_number: int | None = None  # the enrolled number that matched
     ambiguous: bool = False  # a 26-bit read that matched several enrolled cards
+    face_tenant_id: str | None = None  # card_and_face: whose face was seen instead (face_mismatch)
+
+
+@dataclass(frozen=True, slots=True)
+class FaceAtDoor:
+    """A confirmed face on the door's camera: `tenant_id` None is an unknown face."""
+
+    tenant_id: str | None
+    mono: float  # when its frame was captured (time.monotonic)
 
 
 def lookup_for_read(number: int, bits: int) -> tuple[str, int]:
@@ -120,3 +129,43 @@ def decide_card(holders: Sequence[CardHolder], door: DoorPolicy, local_now: date
         # 人证合一: the card alone never opens; without a matching face it is a timeout.
         reason = Reason.FACE_TIMEOUT
     return Decision(reason is Reason.GRANTED, reason, holder.tenant.id, holder.card_number)
+
+
+def decide_face(tenant: TenantRecord | None, door: DoorPolicy, local_now: datetime) -> Decision:
+    """A confirmed face track at a `face` or `card_or_face` door; None is an unknown face."""
+    if tenant is None:
+        return Decision(False, Reason.UNKNOWN_FACE)
+    reason = tenant_verdict(tenant, door, local_now)
+    return Decision(reason is Reason.GRANTED, reason, tenant.id)
+
+
+def decide_card_and_face(
+    holders: Sequence[CardHolder],
+    faces: Sequence[FaceAtDoor],
+    door: DoorPolicy,
+    local_now: datetime,
+    *,
+    swipe_mono: float,
+    now_mono: float,
+    window_s: float,
+) -> Decision | None:
+    """人证合一: the card names the tenant, whose face must be seen within ± window_s.
+
+    Returns None while it is still worth waiting for the face. The card's own
+    refusals (unknown, revoked, expired…) come first and need no face. At the
+    end of the window, another enrolled tenant's face means face_mismatch;
+    no face, or only unknown ones, means face_timeout.
+    """
+    verdict = decide_card(holders, DoorPolicy(door.id, "card", door.schedule), local_now)
+    if not verdict.granted:
+        return verdict
+    tenant_id = verdict.tenant_id
+    in_window = [f for f in faces if f.tenant_id is not None and abs(f.mono - swipe_mono) <= window_s]
+    if any(f.tenant_id == tenant_id for f in in_window):
+        return verdict
+    if now_mono < swipe_mono + window_s:
+        return None
+    others = [f.tenant_id for f in in_window if f.tenant_id != tenant_id]
+    if others:
+        return Decision(False, Reason.FACE_MISMATCH, tenant_id, verdict.card_number, face_tenant_id=others[-1])
+    return Decision(False, Reason.FACE_TIMEOUT, tenant_id, verdict.card_number)

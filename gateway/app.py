@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import sdnotify
@@ -24,14 +24,17 @@ from sqlalchemy import select
 from config.models import DoorConfig, GatewayConfig
 from drivers.modbus_io import ModbusIoModule
 from drivers.serial_reader import SerialCardReader
-from gateway.access import decide_card
+from gateway.access import Decision, decide_card
 from gateway.doors import AlertChange, DoorState
-from gateway.events import BadFrame, CardPresented, DoorInput, DriverEvent, IoStatus, ReaderStatus
+from gateway.events import BadFrame, CameraStatus, CardPresented, DoorInput, DriverEvent, IoStatus, ReaderStatus
 from gateway.health import Health
 from gateway.store.db import open_store
 from gateway.store.journal import AlertDraft, EntryDraft, SqlOutbox, record_alert, record_entry
 from gateway.store.models import RosterMeta
 from gateway.store.roster import holders_for_read
+
+if TYPE_CHECKING:
+    from gateway.vision import Vision
 from sync.commands import CommandError, CommandRouter
 from sync.mqtt_client import LinkCallbacks, MqttLink
 from sync.outbox import OutboxPump
@@ -81,8 +84,13 @@ class Gateway:
                 ref = getattr(d, role)
                 if ref is not None:
                     self.inputs[(ref.io, ref.input)] = (self.doors[d.id], role)
-        self.readers = [SerialCardReader(r, self._emit) for r in cfg.readers]
-        self.io = {m.id: ModbusIoModule(m, self._emit) for m in cfg.io_modules}
+        self.readers = [SerialCardReader(r, self.emit) for r in cfg.readers]
+        self.vision: Vision | None = None
+        if cfg.cameras:
+            from gateway.vision import Vision  # dlib and OpenCV load only where cameras exist
+
+            self.vision = Vision(self)
+        self.io = {m.id: ModbusIoModule(m, self.emit) for m in cfg.io_modules}
         self.reader_cfg = {r.id: r for r in cfg.readers}
         self._last_read: dict[str, tuple[int, float]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -91,7 +99,13 @@ class Gateway:
         self.on_entry: Callable[[EntryDraft, str], None] | None = None  # for simulators and tests
 
     # --- driver events, from driver threads --------------------------------
-    def _emit(self, event: DriverEvent) -> None:
+    def call_in_loop(self, fn: Callable[..., None], *args: object) -> None:
+        """Run `fn(*args)` on the gateway's loop, from any thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and not self._stop.is_set():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def emit(self, event: DriverEvent) -> None:
         loop = self._loop
         # After stop, drivers going away is our own doing, not news for the platform.
         if loop is not None and not loop.is_closed() and not self._stop.is_set():
@@ -110,6 +124,8 @@ class Gateway:
                     self._device_status("reader", event.reader, event.online, event.error)
                 case IoStatus():
                     self._device_status("io", event.io, event.online, event.error)
+                case CameraStatus():
+                    self._device_status("camera", event.camera, event.online, event.error)
                 case DoorInput():
                     self.on_input(event)
         except Exception:  # one bad event must not stop the doors
@@ -131,26 +147,58 @@ class Gateway:
             return
         if self._repeated(event):
             return
+        if door.cfg.mode == "card_and_face" and self.vision is not None:
+            with self.engine.connect() as db:
+                holders = holders_for_read(db, event.card_number, event.card_bits)
+            self.vision.card_swiped(door.cfg, event, holders)
+            return
         with self.engine.begin() as db:
             holders = holders_for_read(db, event.card_number, event.card_bits)
             decision = decide_card(holders, door.policy, event.ts.astimezone(self.zone))
-            draft = EntryDraft(
-                ts=event.ts,
-                door=door.cfg.id,
-                method="card",
-                decision="granted" if decision.granted else "denied",
-                reason=decision.reason.value,
-                reader=event.reader,
-                card_number=event.card_number,
-                card_bits=event.card_bits,
-                tenant_id=decision.tenant_id,
-                details={"ambiguous": True, "matches": len(holders)} if decision.ambiguous else None,
-            )
+            draft = self.card_draft(door.cfg, event, decision, "card", len(holders))
             entry = record_entry(db, self.cfg.gateway_id, draft)
-        if decision.granted:
-            self.unlock(door.cfg)
-        took_ms = (time.monotonic() - event.mono) * 1000
-        self._entry_done(draft, entry.id, f" in {took_ms:.2f} ms")
+        self._after_decision(draft, door.cfg, decision.granted, entry.id, event.mono)
+
+    def card_draft(
+        self, door: DoorConfig, event: CardPresented, decision: Decision, method: str, matches: int = 1
+    ) -> EntryDraft:
+        return EntryDraft(
+            ts=event.ts,
+            door=door.id,
+            method=method,
+            decision="granted" if decision.granted else "denied",
+            reason=decision.reason.value,
+            reader=event.reader,
+            card_number=event.card_number,
+            card_bits=event.card_bits,
+            tenant_id=decision.tenant_id,
+            details={"ambiguous": True, "matches": matches} if decision.ambiguous else None,
+        )
+
+    def record_card_entry(self, door: DoorConfig, event: CardPresented, decision: Decision, method: str) -> None:
+        self.record_decision(self.card_draft(door, event, decision, method), door, decision.granted)
+
+    def record_decision(
+        self,
+        draft: EntryDraft,
+        door: DoorConfig,
+        granted: bool,
+        *,
+        entry_id: str | None = None,
+        since_mono: float | None = None,
+    ) -> None:
+        """Commit the entry with its outbox row, then pulse the lock if granted (DESIGN §2)."""
+        with self.engine.begin() as db:
+            entry = record_entry(db, self.cfg.gateway_id, draft, entry_id)
+        self._after_decision(draft, door, granted, entry.id, since_mono)
+
+    def _after_decision(
+        self, draft: EntryDraft, door: DoorConfig, granted: bool, entry_id: str, since_mono: float | None
+    ) -> None:
+        if granted:
+            self.unlock(door)
+        timing = "" if since_mono is None else f" in {(time.monotonic() - since_mono) * 1000:.2f} ms"
+        self._entry_done(draft, entry_id, timing)
 
     def unlock(self, door: DoorConfig) -> None:
         module = self.io.get(door.lock.io)
@@ -187,10 +235,7 @@ class Gateway:
     def record_simple_entry(self, door: DoorConfig, method: str) -> None:
         """Exit button and remote opens: always granted, always logged."""
         draft = EntryDraft(ts=datetime.now(UTC), door=door.id, method=method, decision="granted", reason="granted")
-        with self.sessions.begin() as session:
-            entry = record_entry(session, self.cfg.gateway_id, draft)
-        self.unlock(door)
-        self._entry_done(draft, entry.id)
+        self.record_decision(draft, door, True)
 
     # --- inputs and alerts ---------------------------------------------------
     def on_input(self, event: DoorInput) -> None:
@@ -219,16 +264,16 @@ class Gateway:
         for c in changes:
             self.raise_alert(AlertDraft(datetime.now(UTC), c.kind, c.state, c.severity, door=door_id))
 
-    def raise_alert(self, draft: AlertDraft) -> None:
+    def raise_alert(self, draft: AlertDraft, alert_id: str | None = None) -> None:
         with self.sessions.begin() as session:
-            alert = record_alert(session, self.cfg.gateway_id, draft)
+            alert = record_alert(session, self.cfg.gateway_id, draft, alert_id)
         log.warning(
             "alert %s %s door=%s details=%s id=%s", draft.kind, draft.state, draft.door, draft.details, alert.id
         )
         self.pump.notify()
 
     def _device_status(self, kind: str, key: str, online: bool, error: str | None) -> None:
-        table = self.health.readers if kind == "reader" else self.health.io_modules
+        table = {"reader": self.health.readers, "io": self.health.io_modules, "camera": self.health.cameras}[kind]
         first = key not in table
         if not self.health.set_online(table, key, online, error):
             return
@@ -243,10 +288,11 @@ class Gateway:
         )
         if first and online:
             return  # coming up at start is not news
-        alert_kind = "reader_offline" if kind == "reader" else "io_offline"
+        alert_kind = {"reader": "reader_offline", "io": "io_offline", "camera": "camera_offline"}[kind]
         details = {kind: key} | ({"error": error} if error else {})
         state, severity = ("cleared", "info") if online else ("raised", "warning")
-        self.raise_alert(AlertDraft(datetime.now(UTC), alert_kind, state, severity, details=details))
+        camera = key if kind == "camera" else None
+        self.raise_alert(AlertDraft(datetime.now(UTC), alert_kind, state, severity, camera=camera, details=details))
 
     # --- uplink --------------------------------------------------------------
     def roster_version(self) -> str | None:
@@ -327,6 +373,8 @@ class Gateway:
         for reader in self.readers:
             reader.start()
         self.link.start()
+        if self.vision is not None:
+            self.vision.start(self._stop)
         tasks = [
             asyncio.create_task(self.pump.run(self._stop), name="outbox"),
             asyncio.create_task(self._state_loop(), name="state"),
@@ -350,6 +398,8 @@ class Gateway:
         notifier.notify("STOPPING=1")
         for reader in self.readers:
             reader.stop()
+        if self.vision is not None:
+            await self.vision.stop()
         left = await self.pump.drain(DRAIN_ON_STOP_S)
         for task in tasks:
             task.cancel()
@@ -359,4 +409,3 @@ class Gateway:
             module.stop()
         self.engine.dispose()
         log.info("gateway stopped; %d event(s) kept in the outbox for next start", left)
-

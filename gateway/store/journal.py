@@ -120,9 +120,14 @@ class Recorded:
     seq: int
 
 
-def record_entry(db: Session | Connection, gateway_id: str, draft: EntryDraft) -> Recorded:
+def new_event_id(ts: datetime) -> str:
+    """A ULID: sortable by time, unique without coordination."""
+    return str(ULID.from_datetime(ts))
+
+
+def record_entry(db: Session | Connection, gateway_id: str, draft: EntryDraft, entry_id: str | None = None) -> Recorded:
     """Add the entry and its outbox row; the caller commits both at once."""
-    entry_id = str(ULID.from_datetime(draft.ts))
+    entry_id = entry_id or new_event_id(draft.ts)
     seq = _enqueue(db, ENTRY_TOPIC, entry_payload(entry_id, gateway_id, draft), draft.ts)
     d = draft
     row = (
@@ -146,8 +151,8 @@ def record_entry(db: Session | Connection, gateway_id: str, draft: EntryDraft) -
     return Recorded(entry_id, seq)
 
 
-def record_alert(db: Session | Connection, gateway_id: str, draft: AlertDraft) -> Recorded:
-    alert_id = str(ULID.from_datetime(draft.ts))
+def record_alert(db: Session | Connection, gateway_id: str, draft: AlertDraft, alert_id: str | None = None) -> Recorded:
+    alert_id = alert_id or new_event_id(draft.ts)
     seq = _enqueue(db, ALERT_TOPIC, alert_payload(alert_id, gateway_id, draft), draft.ts)
     values = dict(
         id=alert_id,

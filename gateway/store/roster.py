@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.access import CardHolder, TenantRecord, lookup_for_read
-from gateway.store.models import Card, Tenant
+from gateway.store.models import Card, FaceTemplate, RosterMeta, Tenant
 
 STATUSES = ("active", "suspended", "revoked")
 MAX_CARD = 0xFFFFFFFF
@@ -28,6 +28,24 @@ class NewTenant:
     valid_to: date
     valid_from: date | None = None
     room: str | None = None
+
+
+CHANGE_COUNTER = "change_counter"
+
+
+def mark_changed(session: Session) -> None:
+    """Count a roster change, so that a running gateway reloads what it caches (face index)."""
+    row = session.get(RosterMeta, CHANGE_COUNTER)
+    if row is None:
+        session.add(RosterMeta(key=CHANGE_COUNTER, value="1"))
+    else:
+        row.value = str(int(row.value) + 1)
+
+
+def change_counter(session: Session | Connection) -> int:
+    conn = session.connection() if isinstance(session, Session) else session
+    value = conn.exec_driver_sql("SELECT value FROM roster_meta WHERE key = ?", (CHANGE_COUNTER,)).scalar()
+    return int(value) if value is not None else 0
 
 
 def tenant_record(t: Tenant) -> TenantRecord:
@@ -55,6 +73,7 @@ def add_tenant(session: Session, new: NewTenant) -> Tenant:
         watchlist=False,
     )
     session.add(tenant)
+    mark_changed(session)
     session.flush()
     return tenant
 
@@ -71,8 +90,57 @@ def set_status(session: Session, tenant_id: str, status: str) -> Tenant:
         raise RosterError(f"status must be one of {', '.join(STATUSES)}")
     tenant = get_tenant(session, tenant_id)
     tenant.status = status
+    mark_changed(session)
     session.flush()
     return tenant
+
+
+def set_watchlist(session: Session, tenant_id: str, on: bool) -> Tenant:
+    tenant = get_tenant(session, tenant_id)
+    tenant.watchlist = on
+    mark_changed(session)
+    session.flush()
+    return tenant
+
+
+def add_face_templates(session: Session, tenant_id: str, templates: list[tuple[bytes, float, str]]) -> int:
+    """Store (embedding bytes, quality, photo sha256) rows; photos themselves are never stored."""
+    get_tenant(session, tenant_id)
+    for embedding, quality, sha in templates:
+        session.add(FaceTemplate(tenant_id=tenant_id, embedding=embedding, quality=quality, photo_sha256=sha))
+    mark_changed(session)
+    session.flush()
+    return len(templates)
+
+
+def delete_face_templates(session: Session, tenant_id: str) -> int:
+    get_tenant(session, tenant_id)
+    rows = session.query(FaceTemplate).filter(FaceTemplate.tenant_id == tenant_id).delete()
+    mark_changed(session)
+    return rows
+
+
+def face_templates_of_matchable_tenants(session: Session | Connection) -> list[tuple[str, bytes]]:
+    """Templates the recognition index holds: every tenant but the revoked (DESIGN §5)."""
+    conn = session.connection() if isinstance(session, Session) else session
+    rows = conn.exec_driver_sql(
+        "SELECT f.tenant_id, f.embedding FROM face_templates f JOIN tenants t ON t.id = f.tenant_id"
+        " WHERE t.status != 'revoked' ORDER BY f.id"
+    )
+    return [(tid, bytes(emb)) for tid, emb in rows]
+
+
+def tenant_records(session: Session | Connection, tenant_ids: list[str]) -> dict[str, TenantRecord]:
+    conn = session.connection() if isinstance(session, Session) else session
+    out: dict[str, TenantRecord] = {}
+    for tid in tenant_ids:
+        row = conn.exec_driver_sql(
+            "SELECT id, status, valid_from, valid_to, watchlist FROM tenants WHERE id = ?", (tid,)
+        ).first()
+        if row is not None:
+            vf = date.fromisoformat(row[2]) if row[2] else None
+            out[tid] = TenantRecord(row[0], row[1], vf, date.fromisoformat(row[3]), bool(row[4]))
+    return out
 
 
 def add_card(session: Session, tenant_id: str, number: int) -> Card:
@@ -84,6 +152,7 @@ def add_card(session: Session, tenant_id: str, number: int) -> Card:
         raise RosterError(f"card {number} is already enrolled for tenant {owner!r}")
     card = Card(number=number, low24=number & 0xFFFFFF, tenant_id=tenant_id)
     session.add(card)
+    mark_changed(session)
     try:
         session.flush()
     except IntegrityError as exc:  # a concurrent writer enrolled it first
@@ -96,6 +165,7 @@ def remove_card(session: Session, number: int) -> None:
     if card is None:
         raise RosterError(f"card {number} is not enrolled")
     session.delete(card)
+    mark_changed(session)
     session.flush()
 
 

@@ -9,10 +9,13 @@ import pytest
 from gateway.access import (
     CardHolder,
     DoorPolicy,
+    FaceAtDoor,
     Reason,
     TenantRecord,
     Window,
     decide_card,
+    decide_card_and_face,
+    decide_face,
     lookup_for_read,
     tenant_verdict,
 )
@@ -92,3 +95,32 @@ def test_card_and_face_door_never_opens_on_a_card_alone() -> None:
     d = decide_card([holder()], door, NOW)
     assert (d.granted, d.reason, d.tenant_id) == (False, Reason.FACE_TIMEOUT, "t1")
     assert decide_card([holder("revoked")], door, NOW).reason is Reason.REVOKED
+
+
+def test_face_decisions() -> None:
+    door = DoorPolicy("main", "face")
+    assert decide_face(None, door, NOW).reason is Reason.UNKNOWN_FACE
+    assert decide_face(holder().tenant, door, NOW).granted
+    assert decide_face(holder("suspended").tenant, door, NOW).reason is Reason.SUSPENDED
+
+
+def test_card_and_face_window() -> None:
+    door = DoorPolicy("side", "card_and_face")
+    me, other, unknown = FaceAtDoor("t1", 100.0), FaceAtDoor("t2", 101.0), FaceAtDoor(None, 101.0)
+
+    def decide(faces: list[FaceAtDoor], now: float):
+        return decide_card_and_face([holder()], faces, door, NOW, swipe_mono=100.0, now_mono=now, window_s=10)
+
+    assert decide([], 101.0) is None  # still waiting for the face
+    assert decide([FaceAtDoor("t1", 92.0)], 100.0).granted  # seen 8 s before the swipe: inside the window
+    assert decide([FaceAtDoor("t1", 85.0)], 110.0).reason is Reason.FACE_TIMEOUT  # 15 s before: too early
+    assert decide([unknown], 110.0).reason is Reason.FACE_TIMEOUT
+    assert decide([other, me], 104.0).granted  # the right face wins, even with someone else around
+    assert decide([other], 105.0) is None
+    mismatch = decide([other], 110.0)
+    assert (mismatch.reason, mismatch.tenant_id, mismatch.face_tenant_id) == (Reason.FACE_MISMATCH, "t1", "t2")
+    revoked = decide_card_and_face([holder("revoked")], [], door, NOW, swipe_mono=100, now_mono=100, window_s=10)
+    assert revoked.reason is Reason.REVOKED  # the card's own refusal needs no face
+    assert (
+        decide_card_and_face([], [], door, NOW, swipe_mono=100, now_mono=100, window_s=10).reason is Reason.UNKNOWN_CARD
+    )

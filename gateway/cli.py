@@ -200,6 +200,28 @@ def _status_command(name: str, status: str, doc: str) -> None:
         click.echo(f"tenant {tenant_id} is now {status}")
 
 
+@tenant.command("watch")
+@config_option
+@click.option("--id", "tenant_id", required=True)
+@click.option("--clear", is_flag=True, help="Take the tenant off the watch list.")
+@click.option(
+    "--by",
+    "actor",
+    default=lambda: os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli",
+    show_default="$SUDO_USER or $USER",
+    help="Who asks (written to the audit log).",
+)
+def tenant_watch(config_path: str, tenant_id: str, clear: bool, actor: str) -> None:
+    """Set or clear the police watch-list flag (audited; never shown to the tenant)."""
+    from gateway.store.audit import audit
+    from gateway.store.roster import set_watchlist
+
+    with roster_session(config_path) as s:
+        set_watchlist(s, tenant_id, not clear)
+        audit(s, f"cli:{actor}", "watchlist.clear" if clear else "watchlist.set", {"tenant_id": tenant_id})
+    click.echo(f"tenant {tenant_id} {'removed from' if clear else 'put on'} the watch list")
+
+
 _status_command("suspend", "suspended", "Suspend a tenant: their cards are refused until reactivated.")
 _status_command("revoke", "revoked", "Revoke a tenant for good.")
 _status_command("activate", "active", "Reactivate a suspended tenant.")
@@ -239,6 +261,85 @@ def parse_since(_ctx: click.Context, _param: click.Parameter, value: str | None)
     except ValueError as exc:
         raise click.BadParameter(f"{value!r} is not a date or date-time (ISO 8601)") from exc
     return ts if ts.tzinfo else ts.astimezone()  # naive = the machine's local time
+
+
+@main.group()
+def face() -> None:
+    """Face templates of tenants (templates only: photos are never stored)."""
+
+
+@face.command("add")
+@config_option
+@click.option("--tenant", "tenant_id", required=True)
+@click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def face_add(config_path: str, tenant_id: str, photos: tuple[Path, ...]) -> None:
+    """Enrol 1-5 photos of a tenant: every photo must pass, or nothing is stored."""
+    from gateway.enrolment import EnrolmentError, assess_photos, enrol_faces
+
+    cfg = read_config(config_path)
+    try:
+        results = assess_photos([(str(p), _read_photo(p)) for p in photos])
+    except EnrolmentError as exc:
+        fail(str(exc))
+    for r in results:
+        click.echo(f"{'ok  ' if r.verdict.ok else 'FAIL'}  {r.name}: {r.verdict.reason} - {r.verdict.detail}")
+    if not all(r.verdict.ok for r in results):
+        fail("nothing stored: every photo must pass")
+    engine, sessions = open_store(cfg.data_dir)
+    try:
+        with sessions.begin() as s:
+            stored = enrol_faces(s, tenant_id, results, "cli")
+    except RosterError as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+    click.echo(f"{stored} face template(s) stored for tenant {tenant_id}")
+
+
+def _read_photo(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""  # an unreadable file gets the verdict of an empty, broken image
+
+
+@face.command("import")
+@config_option
+@click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def face_import(config_path: str, folder: Path) -> None:
+    """Enrol in bulk: FOLDER/<tenant id>/*.jpg, up to 5 photos each, with a progress bar."""
+    from tqdm import tqdm
+
+    from gateway.enrolment import MAX_PHOTOS, assess_photos, enrol_faces
+
+    cfg = read_config(config_path)
+    engine, sessions = open_store(cfg.data_dir)
+    enrolled, refused = 0, []
+    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+    folders = sorted(p for p in folder.iterdir() if p.is_dir())
+    try:
+        for sub in tqdm(folders, unit="tenant", desc="enrolling"):
+            photos = sorted(p for p in sub.iterdir() if p.suffix.lower() in suffixes)[:MAX_PHOTOS]
+            if not photos:
+                refused.append((sub.name, "no photos"))
+                continue
+            results = assess_photos([(p.name, _read_photo(p)) for p in photos])
+            failed = [f"{r.name}: {r.verdict.reason}" for r in results if not r.verdict.ok]
+            if failed:
+                refused.append((sub.name, "; ".join(failed)))
+                continue
+            try:
+                with sessions.begin() as s:
+                    enrol_faces(s, sub.name, results, "cli:import")
+                enrolled += 1
+            except RosterError as exc:
+                refused.append((sub.name, str(exc)))
+    finally:
+        engine.dispose()
+    for name, why in refused:
+        click.echo(f"refused {name}: {why}")
+    click.echo(f"{enrolled} tenant(s) enrolled, {len(refused)} refused, of {len(folders)}")
+    sys.exit(0 if not refused else 1)
 
 
 @main.command()

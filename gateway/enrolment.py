@@ -1,0 +1,45 @@
+"""Face enrolment shared by the CLI and the API: all photos pass, or nothing is stored."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from gateway.store.audit import audit
+from gateway.store.roster import add_face_templates, get_tenant
+from recognition.quality import PhotoVerdict, assess_photo
+
+MAX_PHOTOS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoResult:
+    name: str
+    verdict: PhotoVerdict
+
+
+class EnrolmentError(ValueError):
+    """Enrolment refused as a whole (wrong photo count, unknown tenant)."""
+
+
+def assess_photos(photos: Sequence[tuple[str, bytes]]) -> list[PhotoResult]:
+    if not 1 <= len(photos) <= MAX_PHOTOS:
+        raise EnrolmentError(f"give 1 to {MAX_PHOTOS} photos, not {len(photos)}")
+    return [PhotoResult(name, assess_photo(data)) for name, data in photos]
+
+
+def enrol_faces(session: Session, tenant_id: str, results: list[PhotoResult], actor: str) -> int:
+    """Store the templates of `results` if every photo passed; returns how many were stored."""
+    get_tenant(session, tenant_id)
+    if not results or not all(r.verdict.ok for r in results):
+        return 0
+    rows = []
+    for r in results:
+        assert r.verdict.encoding is not None
+        rows.append((np.asarray(r.verdict.encoding, dtype="<f4").tobytes(), r.verdict.quality, r.verdict.sha256))
+    stored = add_face_templates(session, tenant_id, rows)
+    audit(session, actor, "face.enrol", {"tenant_id": tenant_id, "templates": stored})
+    return stored

@@ -28,6 +28,8 @@ from gateway.access import Decision, decide_card
 from gateway.doors import AlertChange, DoorState
 from gateway.events import BadFrame, CameraStatus, CardPresented, DoorInput, DriverEvent, IoStatus, ReaderStatus
 from gateway.health import Health
+from gateway.retention import prune
+from gateway.snapshots import SnapshotStore
 from gateway.store.db import open_store
 from gateway.store.journal import AlertDraft, EntryDraft, SqlOutbox, record_alert, record_entry
 from gateway.store.models import RosterMeta
@@ -44,6 +46,7 @@ log = logging.getLogger("accessgw")
 
 DRAIN_ON_STOP_S = 5.0
 UNLOCK_SEND_WAIT_S = 0.003
+RETENTION_EVERY_S = 24 * 3600
 
 
 def local_zone(cfg: GatewayConfig) -> tzinfo:
@@ -350,6 +353,22 @@ class Gateway:
                 self._raise_changes(door.cfg.id, door.tick(now))
             await asyncio.sleep(1.0)
 
+    async def _retention(self) -> None:
+        """Once at start, then daily: past-retention entries and snapshots go (DESIGN §7)."""
+        snapshots = SnapshotStore(self.cfg.data_dir)
+        while not self._stop.is_set():
+            try:
+                removed = await asyncio.to_thread(
+                    prune, self.sessions, snapshots, self.cfg.retention, datetime.now(UTC)
+                )
+                log.info("retention: %s", removed)
+            except Exception:
+                log.exception("retention pruning failed; will try again")
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=RETENTION_EVERY_S)
+            except TimeoutError:
+                pass
+
     async def _watchdog(self, notifier: sdnotify.SystemdNotifier) -> None:
         usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         if usec <= 0:
@@ -380,6 +399,7 @@ class Gateway:
             asyncio.create_task(self._state_loop(), name="state"),
             asyncio.create_task(self._door_ticks(), name="doors"),
             asyncio.create_task(self._watchdog(notifier), name="watchdog"),
+            asyncio.create_task(self._retention(), name="retention"),
         ]
         log.info(
             "gateway %s running: %d reader(s), %d I/O module(s), %d door(s); outbox depth %d; broker %s:%s",

@@ -64,8 +64,10 @@ def write_config(cfg: GatewayConfig) -> Path:
     path = sim_dir(cfg.data_dir) / "gateway.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     body = cfg.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    path.write_text("# Written by `accessgw run --simulate`; edits are overwritten at its next start.\n"
-                    + yaml.safe_dump(body, sort_keys=False))
+    path.write_text(
+        "# Written by `accessgw run --simulate`; edits are overwritten at its next start.\n"
+        + yaml.safe_dump(body, sort_keys=False)
+    )
     return path
 
 
@@ -76,8 +78,17 @@ def seed_demo_roster(cfg: GatewayConfig) -> None:
         with sessions.begin() as s:
             if s.get(Tenant, DEMO_TENANT) is None:
                 today = date.today()
-                add_tenant(s, NewTenant(DEMO_TENANT, "Demo Tenant", "DEMO-PERMIT-001", today + timedelta(days=365),
-                                        today - timedelta(days=1), "101"))
+                add_tenant(
+                    s,
+                    NewTenant(
+                        DEMO_TENANT,
+                        "Demo Tenant",
+                        "DEMO-PERMIT-001",
+                        today + timedelta(days=365),
+                        today - timedelta(days=1),
+                        "101",
+                    ),
+                )
                 add_card(s, DEMO_TENANT, DEMO_CARD)
     finally:
         engine.dispose()

@@ -20,7 +20,12 @@ def run_checks(cfg: GatewayConfig) -> Iterator[tuple[str, bool]]:
         problem = probe_io_module(module)
         where = f"io {module.id} (modbus unit {module.unit} on {module.port} @ {module.baudrate})"
         yield (f"{where}: {problem or 'answers'}", problem is None)
-    for camera in cfg.cameras:
-        yield (f"camera {camera.id}: not checked by this version", False)
+    if cfg.cameras:
+        from drivers.rtsp_capture import probe_camera  # OpenCV loads only where cameras exist
+
+        for camera in cfg.cameras:
+            problem = probe_camera(camera)
+            source = f"onvif {camera.onvif.host}:{camera.onvif.port}" if camera.onvif else "rtsp_url"
+            yield (f"camera {camera.id} ({source}): {problem or 'frames arrive'}", problem is None)
     problem = probe_broker(cfg.mqtt)
     yield (f"broker {cfg.mqtt.host}:{cfg.mqtt.port}: {problem or 'accepts the connection'}", problem is None)

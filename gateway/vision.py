@@ -78,8 +78,8 @@ class Vision:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for capture in self.captures.values():
-            capture.stop()
+        # A camera stuck connecting can take seconds to stop: not on the loop.
+        await asyncio.gather(*(asyncio.to_thread(c.stop) for c in self.captures.values()))
         if self.pipeline is not None:
             await asyncio.to_thread(self.pipeline.stop)
 

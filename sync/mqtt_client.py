@@ -54,6 +54,7 @@ class MqttLink:
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
         self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_subscribe = self._on_subscribe
         self._unreachable_logged = False
 
     @property
@@ -88,8 +89,7 @@ class MqttLink:
             self.last_error = f"broker refused connection: {reason}"
             log.warning("MQTT %s", self.last_error)
             return
-        client.publish(self._topics.availability, "online", qos=1, retain=True)
-        client.subscribe(self._topics.requests, qos=1)
+        client.subscribe(self._topics.requests, qos=1)  # "online" follows its SUBACK: ready for requests
         self._connected.set()
         self.last_error = None
         self._unreachable_logged = False
@@ -105,6 +105,9 @@ class MqttLink:
             self.last_error = f"disconnected: {reason}"
             log.warning("MQTT %s", self.last_error)
         self._cb.on_disconnected(str(reason))
+
+    def _on_subscribe(self, client: paho.Client, userdata: object, mid: int, reasons: object, props: object) -> None:
+        client.publish(self._topics.availability, "online", qos=1, retain=True)
 
     def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
         self.last_error = f"broker {self._cfg.host}:{self._cfg.port} not reachable"

@@ -229,6 +229,8 @@ def test_exit_button_door_forced_and_held_open(rig: Rig) -> None:
 
 def test_platform_requests_remote_open_and_state(rig: Rig) -> None:
     rig.start()
+    # "online" is published once the request subscription is acknowledged.
+    wait_until(lambda: rig.sub.raw("/availability")[-1:] == [b"online"], 10, what="online")
     base = "accessgw/gw-test"
     rig.sub.publish(f"{base}/request/door/open", json.dumps({"transaction": "tx-1", "door": "main"}))
     rig.sub.publish(f"{base}/request/door/open", json.dumps({"transaction": "tx-2", "door": "attic"}))

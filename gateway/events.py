@@ -85,7 +85,7 @@ class FaceSeen:
     camera: str
     track_id: int  # unique per camera while the process runs
     tenant_id: str | None  # the track's identity once confirmed, else None (unknown so far)
-    confirmed: bool  # tenant_id was the best match in >= min_frames frames of this track
+    confirmed: bool  # the mean template of >= min_frames frames of this track matches tenant_id
     distance: float | None  # this frame's distance to tenant_id's nearest template (None if unknown)
     track_age_s: float  # seconds from the track's first frame to this frame
     box: tuple[int, int, int, int]  # top, right, bottom, left in full-frame pixels

@@ -71,8 +71,12 @@ def enrol_face(rig: Rig, tenant: str, person: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def show(cam: RtspCamera, person: str | None, index: int = 5) -> None:
-    cam.switch(photos(person)[index] if person else None)
+# A probe photo per person, not among the three enrolled: one with a single face, as a door camera sees it.
+PROBE = {ALICE: 6, BOB: 9, STRANGER: 5, WATCHED: 5}
+
+
+def show(cam: RtspCamera, person: str | None) -> None:
+    cam.switch(photos(person)[PROBE[person]] if person else None)
 
 
 def gap(seconds: float = 1.6) -> None:

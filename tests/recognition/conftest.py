@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.recognition.faces import faces_dir_path
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    return faces_dir_path()

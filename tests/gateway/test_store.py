@@ -132,3 +132,32 @@ def test_hot_path_rows_read_back_through_the_models(tmp_path: Path) -> None:
         )
         newer = s.scalars(select(Entry).where(Entry.ts >= datetime(2026, 11, 23, 8, 0, tzinfo=UTC))).all()
         assert [e.id for e in newer] == [rec.id]  # time filters compare correctly with ORM-written bounds
+
+
+def test_revoking_drops_templates_from_the_index_source_and_counts_a_change(tmp_path: Path) -> None:
+    from gateway.store.roster import (
+        add_face_templates,
+        change_counter,
+        delete_face_templates,
+        face_templates_of_matchable_tenants,
+        set_status,
+    )
+
+    _, sessions = open_store(tmp_path)
+    with sessions.begin() as s:
+        add_tenant(s, new_tenant())
+        add_tenant(s, new_tenant("t2", "P2"))
+        add_face_templates(s, "t1", [(bytes(512), 0.9, "a" * 64)])
+        add_face_templates(s, "t2", [(bytes(512), 0.9, "b" * 64)] * 2)
+    with sessions() as s:
+        before = change_counter(s)
+        assert [t for t, _ in face_templates_of_matchable_tenants(s)] == ["t1", "t2", "t2"]
+    with sessions.begin() as s:
+        set_status(s, "t2", "revoked")
+    with sessions() as s:
+        assert change_counter(s) > before  # a running gateway reloads its index on this
+        assert [t for t, _ in face_templates_of_matchable_tenants(s)] == ["t1"]
+    with sessions.begin() as s:
+        assert delete_face_templates(s, "t1") == 1
+    with sessions() as s:
+        assert face_templates_of_matchable_tenants(s) == []

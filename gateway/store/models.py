@@ -171,3 +171,16 @@ class AuditLog(Base):
     rows: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (Index("ix_audit_actor_ts", "actor", "ts"),)
+
+
+class ApiUser(Base):
+    """A person or system with one role; the API token is stored only as a hash."""
+
+    __tablename__ = "api_users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin / police / auditor / operator
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -25,7 +25,7 @@ import yaml
 
 from bench.roster import fill_roster
 from drivers.simulators import SimulatedCardReader, SimulatedRelayBoard, VirtualSerialLink
-from tests.peers import Mosquitto, wait_until
+from tests.peers import Mosquitto, free_port, wait_until
 
 
 def rss_peak_mb(pid: int) -> float:
@@ -63,6 +63,7 @@ def main() -> None:
         "gateway_id": "bench-0001",
         "data_dir": str(work / "data"),
         "mqtt": {"host": "127.0.0.1", "port": broker.port},
+        "api": {"host": "127.0.0.1", "port": free_port()},
         "readers": [{"id": "r1", "protocol": "wiegand-text", "port": str(work / "reader-gw"), "repeat_suppress_ms": 0}],
         "io_modules": [{"id": "io1", "port": str(work / "io-gw"), "baudrate": 115200, "unit": 1, "poll_ms": 200}],
         "doors": [

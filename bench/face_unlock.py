@@ -27,7 +27,7 @@ from drivers.simulators import SimulatedRelayBoard, VirtualSerialLink
 from gateway.store.db import open_store
 from gateway.store.roster import NewTenant, add_tenant
 from tests.media.rtsp_fixture import RtspCamera
-from tests.peers import Mosquitto, wait_until
+from tests.peers import Mosquitto, free_port, wait_until
 from tests.recognition.faces import faces_dir_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +60,7 @@ def main() -> None:
         "gateway_id": "bench-face",
         "data_dir": str(work / "data"),
         "mqtt": {"host": "127.0.0.1", "port": broker.port},
+        "api": {"host": "127.0.0.1", "port": free_port()},
         "recognition": {"min_frames": args.min_frames, "track_gap_s": 1.0, "workers": 2,
                         "downscale": args.downscale},
         "snapshots": {"enabled": True},

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from config.models import DoorConfig, GatewayConfig
 from drivers.modbus_io import ModbusIoModule
 from drivers.serial_reader import SerialCardReader
+from gateway import metrics
 from gateway.access import Decision, decide_card
 from gateway.doors import AlertChange, DoorState
 from gateway.events import BadFrame, CameraStatus, CardPresented, DoorInput, DriverEvent, IoStatus, ReaderStatus
@@ -100,6 +101,8 @@ class Gateway:
         self._state_dirty = asyncio.Event()
         self._stop = asyncio.Event()
         self.on_entry: Callable[[EntryDraft, str], None] | None = None  # for simulators and tests
+        self._api_task: asyncio.Task[None] | None = None
+        metrics.bind(metrics.OUTBOX_DEPTH, self.outbox.depth)
 
     # --- driver events, from driver threads --------------------------------
     def call_in_loop(self, fn: Callable[..., None], *args: object) -> None:
@@ -121,6 +124,7 @@ class Gateway:
                     self.on_card(event)
                 case BadFrame():
                     self.health.count_bad_frame(event.reader, event.kind)
+                    metrics.BAD_FRAMES.labels(event.reader, event.kind).inc()
                     log.warning("reader %s: bad frame (%s): %s", event.reader, event.kind, event.detail)
                     self._state_dirty.set()
                 case ReaderStatus():
@@ -144,6 +148,7 @@ class Gateway:
 
     def on_card(self, event: CardPresented) -> None:
         self.health.swipes += 1
+        metrics.SWIPES.labels(event.reader).inc()
         door = self.door_by_reader.get(event.reader)
         if door is None:
             log.warning("card %s on reader %s, which no door uses", event.card_number, event.reader)
@@ -216,6 +221,7 @@ class Gateway:
 
     def _entry_done(self, draft: EntryDraft, entry_id: str, timing: str = "") -> None:
         self.pump.notify()
+        metrics.DECISIONS.labels(draft.door, draft.method, draft.decision, draft.reason).inc()
         card = f" {draft.card_number}/{draft.card_bits}" if draft.card_number is not None else ""
         log.info(
             "entry %s %s%s -> %s (%s) tenant=%s id=%s%s",
@@ -270,6 +276,7 @@ class Gateway:
     def raise_alert(self, draft: AlertDraft, alert_id: str | None = None) -> None:
         with self.sessions.begin() as session:
             alert = record_alert(session, self.cfg.gateway_id, draft, alert_id)
+        metrics.ALERTS.labels(draft.kind, draft.state).inc()
         log.warning(
             "alert %s %s door=%s details=%s id=%s", draft.kind, draft.state, draft.door, draft.details, alert.id
         )
@@ -296,6 +303,41 @@ class Gateway:
         state, severity = ("cleared", "info") if online else ("raised", "warning")
         camera = key if kind == "camera" else None
         self.raise_alert(AlertDraft(datetime.now(UTC), alert_kind, state, severity, camera=camera, details=details))
+
+    # --- what the API asks of the running gateway (gateway.api.context.GatewayHooks) --------
+    def open_door(self, door_id: str, actor: str) -> None:
+        self.call_in_loop(self.record_simple_entry, self.doors[door_id].cfg, "remote")
+
+    def door_states(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [
+            {"id": d.cfg.id, "mode": d.cfg.mode, "open": d.is_open if d.cfg.contact else None,
+             "unlocked": now < d.unlocked_until, "fire_alarm": d.fire}
+            for d in self.doors.values()
+        ]  # fmt: skip
+
+    def readiness(self) -> dict[str, Any]:
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            store = True
+        except Exception:
+            store = False
+
+        def devices(table: dict) -> dict[str, bool]:
+            return {k: v.online for k, v in table.items()}
+
+        report = {
+            "store": store,
+            "broker": self.link.connected,
+            "outbox_depth": self.outbox.depth() if store else None,
+            "readers": devices(self.health.readers),
+            "io_modules": devices(self.health.io_modules),
+            "cameras": devices(self.health.cameras),
+        }
+        # Ready = the doors can be decided and driven; a broker outage only delays reports.
+        report["ready"] = store and all(report["readers"].values()) and all(report["io_modules"].values())
+        return report
 
     # --- uplink --------------------------------------------------------------
     def roster_version(self) -> str | None:
@@ -377,6 +419,33 @@ class Gateway:
             notifier.notify("WATCHDOG=1")  # from the loop: a stuck loop misses it and systemd restarts us
             await asyncio.sleep(usec / 2_000_000)
 
+    def _start_api(self) -> Any:
+        """The API in this loop; on first start, an admin whose token is shown once."""
+        from gateway.api.app import create_app
+        from gateway.api.context import ApiContext
+        from gateway.api.server import make_server
+        from gateway.api.users import INITIAL_TOKEN_FILE, ensure_initial_admin
+
+        with self.sessions.begin() as s:
+            token = ensure_initial_admin(s, self.cfg.data_dir)
+        if token is not None:
+            log.warning("first start: admin created; its token is in %s (mode 0600) and below, shown once",
+                        self.cfg.data_dir / INITIAL_TOKEN_FILE)  # fmt: skip
+            print(f"initial admin token: {token}", flush=True)
+        ctx = ApiContext(self.cfg, self.engine, self.sessions, self, SnapshotStore(self.cfg.data_dir))
+        server = make_server(create_app(ctx), self.cfg.api.host, self.cfg.api.port)
+        self._api_task = asyncio.create_task(self._serve_api(server), name="api")
+        log.info("API on http://%s:%d/api/v1 (web page at /)", self.cfg.api.host, self.cfg.api.port)
+        return server
+
+    async def _serve_api(self, server: Any) -> None:
+        # uvicorn exits the process when it cannot bind; the doors must keep working without the API.
+        try:
+            await server.serve()
+        except (SystemExit, OSError) as exc:
+            self.health.last_error = f"API not served on {self.cfg.api.host}:{self.cfg.api.port}: {exc}"
+            log.error("%s", self.health.last_error)
+
     def stop(self) -> None:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
@@ -394,6 +463,7 @@ class Gateway:
         self.link.start()
         if self.vision is not None:
             self.vision.start(self._stop)
+        api_server = self._start_api()
         tasks = [
             asyncio.create_task(self.pump.run(self._stop), name="outbox"),
             asyncio.create_task(self._state_loop(), name="state"),
@@ -416,11 +486,13 @@ class Gateway:
             ready()
         await self._stop.wait()
         notifier.notify("STOPPING=1")
+        api_server.should_exit = True
         for reader in self.readers:
             reader.stop()
         if self.vision is not None:
             await self.vision.stop()
         left = await self.pump.drain(DRAIN_ON_STOP_S)
+        await asyncio.wait([self._api_task], timeout=5)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

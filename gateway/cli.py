@@ -377,6 +377,51 @@ def entries(config_path: str, since: datetime | None, tenant_id: str | None, doo
 
 
 @main.group()
+def user() -> None:
+    """API users and tokens."""
+
+
+@user.command("add")
+@config_option
+@click.option("--name", required=True)
+@click.option("--role", required=True, type=click.Choice(["admin", "police", "auditor", "operator"]))
+def user_add(config_path: str, name: str, role: str) -> None:
+    """Create an API user; the token is printed once, alone on the last line."""
+    from gateway.api.users import UserError, create_user
+
+    cfg = read_config(config_path)
+    engine, sessions = open_store(cfg.data_dir)
+    try:
+        with sessions.begin() as s:
+            token = create_user(s, name, role, "cli")
+    except UserError as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+    click.echo(f"user {name} ({role}) created; keep this token, it is not shown again:")
+    click.echo(token)
+
+
+@user.command("revoke")
+@config_option
+@click.option("--name", required=True)
+def user_revoke(config_path: str, name: str) -> None:
+    """Revoke a user's token at once."""
+    from gateway.api.users import UserError, revoke_user
+
+    cfg = read_config(config_path)
+    engine, sessions = open_store(cfg.data_dir)
+    try:
+        with sessions.begin() as s:
+            revoke_user(s, name, "cli")
+    except UserError as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+    click.echo(f"user {name} revoked")
+
+
+@main.group()
 def simulate() -> None:
     """Drive the simulated hardware of `accessgw run --simulate`."""
 

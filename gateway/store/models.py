@@ -170,7 +170,10 @@ class AuditLog(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     rows: Mapped[int | None] = mapped_column(Integer)
 
-    __table_args__ = (Index("ix_audit_actor_ts", "actor", "ts"),)
+    __table_args__ = (
+        Index("ix_audit_actor_ts", "actor", "ts"),
+        Index("ix_audit_action_ts", "action", "ts"),
+    )
 
 
 class ApiUser(Base):

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from drivers.simulators import SimulatedCardReader, SimulatedRelayBoard, VirtualSerialLink
 from gateway.store.db import open_store
 from gateway.store.roster import NewTenant, add_card, add_tenant, set_status
-from tests.peers import Mosquitto, Subscriber, wait_until
+from tests.peers import Mosquitto, Subscriber, free_port, wait_until
 
 GATEWAY_ID = "gw-test"
 
@@ -42,6 +42,7 @@ class Rig:
             "gateway_id": GATEWAY_ID,
             "data_dir": str(self.data_dir),
             "mqtt": {"host": "127.0.0.1", "port": broker.port, "reconnect_max_s": 1, "state_interval_s": 5},
+            "api": {"host": "127.0.0.1", "port": free_port()},
             "readers": [{"id": "r1", "protocol": protocol, "port": str(ports / "reader-gw"), "repeat_suppress_ms": 0}],
             "io_modules": [{"id": "io1", "port": str(ports / "io-gw"), "baudrate": 38400, "unit": 1, "poll_ms": 50}],
             "doors": [

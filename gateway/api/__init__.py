@@ -1,0 +1,1 @@
+"""The administrators' and police's HTTP API (FastAPI), served inside the daemon."""

@@ -1,0 +1,29 @@
+"""What the API needs from the running gateway, kept behind a small interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.models import GatewayConfig
+from gateway.api.auth import FailureLimiter
+from gateway.snapshots import SnapshotStore
+
+
+class GatewayHooks(Protocol):
+    def open_door(self, door_id: str, actor: str) -> None: ...
+    def door_states(self) -> list[dict[str, Any]]: ...
+    def readiness(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class ApiContext:
+    cfg: GatewayConfig
+    engine: Engine
+    sessions: sessionmaker[Session]
+    hooks: GatewayHooks
+    snapshots: SnapshotStore
+    limiter: FailureLimiter = field(default_factory=FailureLimiter)

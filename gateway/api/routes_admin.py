@@ -1,0 +1,118 @@
+"""Users and tokens, doors, health and readiness, metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.api.auth import Caller, authenticated, require
+from gateway.api.errors import ApiError
+from gateway.api.schemas import DoorOut, Me, OpenResult, TokenOut, UserIn, UserOut
+from gateway.api.users import UserError, create_user, revoke_user, rotate_token
+from gateway.store.audit import audit
+from gateway.store.models import ApiUser
+
+router = APIRouter()
+ADMIN = require("admin")
+
+
+def _session(request: Request) -> Session:
+    return request.app.state.ctx.sessions()
+
+
+@router.get("/health", tags=["health"])
+def health() -> dict[str, str]:
+    """Liveness: the API answers. No token needed."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", tags=["health"])
+def ready(request: Request, response: Response) -> dict:
+    """Readiness of the store, broker, readers, I/O modules and cameras. No token needed."""
+    report = request.app.state.ctx.hooks.readiness()
+    if not report.get("ready", False):
+        response.status_code = 503
+    return report
+
+
+@router.get("/me", response_model=Me, tags=["users"])
+def me(caller: Caller = Depends(authenticated)) -> Me:
+    """Who this token belongs to (the web page's sign-in)."""
+    return Me(name=caller.name, role=caller.role)
+
+
+@router.post("/users", status_code=201, response_model=TokenOut, tags=["users"])
+def add_user(body: UserIn, request: Request, caller: Caller = Depends(ADMIN)) -> TokenOut:
+    with _session(request) as s, s.begin():
+        try:
+            token = create_user(s, body.name, body.role, caller.name)
+        except UserError as exc:
+            raise ApiError(409 if "exists" in str(exc) else 422, "conflict" if "exists" in str(exc) else
+                           "invalid_request", str(exc)) from None  # fmt: skip
+    return TokenOut(name=body.name, role=body.role, token=token)
+
+
+@router.get("/users", response_model=list[UserOut], tags=["users"])
+def list_users(request: Request, caller: Caller = Depends(ADMIN)) -> list[UserOut]:
+    with _session(request) as s:
+        users = s.scalars(select(ApiUser).order_by(ApiUser.name))
+        return [
+            UserOut(name=u.name, role=u.role, created_at=u.created_at, rotated_at=u.rotated_at, revoked_at=u.revoked_at)
+            for u in users
+        ]
+
+
+@router.delete("/users/{name}", status_code=204, response_class=Response, tags=["users"])
+def revoke(name: str, request: Request, caller: Caller = Depends(ADMIN)) -> Response:
+    with _session(request) as s, s.begin():
+        try:
+            revoke_user(s, name, caller.name)
+        except UserError as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+    return Response(status_code=204)
+
+
+@router.post("/users/{name}/rotate", response_model=TokenOut, tags=["users"])
+def rotate(name: str, request: Request, caller: Caller = Depends(ADMIN)) -> TokenOut:
+    with _session(request) as s, s.begin():
+        try:
+            token = rotate_token(s, name, caller.name)
+        except UserError as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+        role = s.get(ApiUser, name).role  # type: ignore[union-attr]
+    return TokenOut(name=name, role=role, token=token)
+
+
+@router.get("/doors", response_model=list[DoorOut], tags=["doors"])
+def doors(request: Request, caller: Caller = Depends(require("admin", "police", "operator"))) -> list[DoorOut]:
+    return [DoorOut(**d) for d in request.app.state.ctx.hooks.door_states()]
+
+
+@router.get("/doors/{door_id}", response_model=DoorOut, tags=["doors"])
+def door(door_id: str, request: Request, caller: Caller = Depends(require("admin", "police", "operator"))) -> DoorOut:
+    for d in request.app.state.ctx.hooks.door_states():
+        if d["id"] == door_id:
+            return DoorOut(**d)
+    raise ApiError(404, "not_found", f"no door {door_id!r}")
+
+
+@router.post("/doors/{door_id}/open", response_model=OpenResult, tags=["doors"])
+def open_door(door_id: str, request: Request, caller: Caller = Depends(require("operator"))) -> OpenResult:
+    ctx = request.app.state.ctx
+    if door_id not in {d["id"] for d in ctx.hooks.door_states()}:
+        raise ApiError(404, "not_found", f"no door {door_id!r}")
+    with _session(request) as s, s.begin():
+        audit(s, caller.name, "door.open", {"door": door_id, "address": caller.address}, route="POST /doors/{id}/open")
+    ctx.hooks.open_door(door_id, caller.name)
+    return OpenResult(door=door_id, status="opened")
+
+
+metrics_router = APIRouter()
+
+
+@metrics_router.get("/metrics", tags=["health"], response_class=Response)
+def metrics(caller: Caller = Depends(require("admin", "auditor", "operator"))) -> Response:
+    """Prometheus text format."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,257 @@
+"""Tenants, cards, faces and the watch list."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from gateway.api.auth import Caller, require
+from gateway.api.errors import ApiError
+from gateway.api.schemas import CardIn, FacesOut, PhotoVerdictOut, TenantIn, TenantList, TenantOut, TenantPatch
+from gateway.enrolment import MAX_PHOTOS, EnrolmentError, assess_photos, enrol_faces
+from gateway.store.audit import audit
+from gateway.store.models import Card, FaceTemplate, Tenant
+from gateway.store.roster import (
+    NewTenant,
+    RosterError,
+    add_card,
+    add_tenant,
+    delete_face_templates,
+    get_tenant,
+    mark_changed,
+    remove_card,
+    set_status,
+    set_watchlist,
+)
+
+router = APIRouter(tags=["tenants"])
+ADMIN = require("admin")
+READERS = require("admin", "police")
+POLICE = require("police")
+MAX_PHOTO_BYTES = 10_000_000
+
+
+def _session(request: Request) -> Session:
+    return request.app.state.ctx.sessions()
+
+
+def _out(s: Session, t: Tenant) -> TenantOut:
+    cards = list(s.scalars(select(Card.number).where(Card.tenant_id == t.id).order_by(Card.number)))
+    faces = s.scalar(select(func.count()).select_from(FaceTemplate).where(FaceTemplate.tenant_id == t.id)) or 0
+    return TenantOut(
+        id=t.id, name=t.name, permit_number=t.permit_number, valid_from=t.valid_from, valid_to=t.valid_to,
+        room=t.room, status=t.status, watchlist=t.watchlist, cards=cards, face_templates=faces,
+        created_at=t.created_at, updated_at=t.updated_at,
+    )  # fmt: skip
+
+
+def _roster_error(exc: RosterError) -> ApiError:
+    text = str(exc)
+    if text.startswith("unknown tenant") or "not enrolled" in text:
+        return ApiError(404, "not_found", text)
+    if "already" in text:
+        return ApiError(409, "conflict", text)
+    return ApiError(422, "invalid_request", text)
+
+
+@router.post("/tenants", status_code=201, response_model=TenantOut)
+def create_tenant(body: TenantIn, request: Request, caller: Caller = Depends(ADMIN)) -> TenantOut:
+    with _session(request) as s, s.begin():
+        try:
+            t = add_tenant(s, NewTenant(body.id, body.name, body.permit_number, body.valid_to, body.valid_from,
+                                        body.room))  # fmt: skip
+        except RosterError as exc:
+            raise _roster_error(exc) from None
+        audit(s, caller.name, "tenant.create", {"tenant_id": body.id}, route="POST /tenants")
+        return _out(s, t)
+
+
+@router.get("/tenants", response_model=TenantList)
+def list_tenants(
+    request: Request,
+    status: Literal["active", "suspended", "revoked"] | None = None,
+    q: Annotated[str | None, Query(max_length=100, description="Part of id, name, permit number or room")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    caller: Caller = Depends(READERS),
+) -> TenantList:
+    query = select(Tenant)
+    if status is not None:
+        query = query.where(Tenant.status == status)
+    if q:
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(*(col.like(like, escape="\\") for col in (Tenant.id, Tenant.name, Tenant.permit_number, Tenant.room)))
+        )
+    with _session(request) as s:
+        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = s.scalars(query.order_by(Tenant.id).limit(limit).offset(offset)).all()
+        return TenantList(items=[_out(s, t) for t in rows], total=total)
+
+
+@router.get("/tenants/{tenant_id}", response_model=TenantOut)
+def read_tenant(tenant_id: str, request: Request, caller: Caller = Depends(READERS)) -> TenantOut:
+    with _session(request) as s:
+        try:
+            return _out(s, get_tenant(s, tenant_id))
+        except RosterError as exc:
+            raise _roster_error(exc) from None
+
+
+@router.patch("/tenants/{tenant_id}", response_model=TenantOut)
+def update_tenant(tenant_id: str, body: TenantPatch, request: Request, caller: Caller = Depends(ADMIN)) -> TenantOut:
+    changes = body.model_dump(exclude_unset=True)
+    with _session(request) as s, s.begin():
+        try:
+            t = get_tenant(s, tenant_id)
+        except RosterError as exc:
+            raise _roster_error(exc) from None
+        if (
+            changes.get("valid_to", 1) is None
+            or changes.get("name", 1) is None
+            or changes.get("permit_number", 1) is None
+        ):
+            raise ApiError(422, "invalid_request", "name, permit_number and valid_to cannot be null")
+        valid_from = changes.get("valid_from", t.valid_from)
+        valid_to = changes.get("valid_to", t.valid_to)
+        if valid_from is not None and valid_from > valid_to:
+            raise ApiError(422, "invalid_request", f"valid_from {valid_from} is after valid_to {valid_to}")
+        permit = changes.get("permit_number")
+        if permit and s.scalar(select(Tenant.id).where(Tenant.permit_number == permit, Tenant.id != tenant_id)):
+            raise ApiError(409, "conflict", f"permit number {permit!r} belongs to another tenant")
+        for key, value in changes.items():
+            setattr(t, key, value)
+        mark_changed(s)
+        audit(s, caller.name, "tenant.update", {"tenant_id": tenant_id, "fields": sorted(changes)},
+              route="PATCH /tenants/{id}")  # fmt: skip
+        s.flush()
+        return _out(s, t)
+
+
+def _status_route(action: str, status: str) -> None:
+    @router.post(f"/tenants/{{tenant_id}}/{action}", response_model=TenantOut, name=f"{action}_tenant")
+    def change(tenant_id: str, request: Request, caller: Caller = Depends(ADMIN)) -> TenantOut:
+        with _session(request) as s, s.begin():
+            try:
+                t = set_status(s, tenant_id, status)
+            except RosterError as exc:
+                raise _roster_error(exc) from None
+            audit(s, caller.name, f"tenant.{action}", {"tenant_id": tenant_id}, route=f"POST /tenants/{{id}}/{action}")
+            return _out(s, t)
+
+
+_status_route("suspend", "suspended")
+_status_route("revoke", "revoked")
+_status_route("activate", "active")
+
+
+@router.delete("/tenants/{tenant_id}", status_code=204, response_class=Response)
+def delete_tenant(tenant_id: str, request: Request, caller: Caller = Depends(ADMIN)) -> Response:
+    """Removes the tenant, their cards and face templates; their entries stay (evidence)."""
+    with _session(request) as s, s.begin():
+        try:
+            t = get_tenant(s, tenant_id)
+        except RosterError as exc:
+            raise _roster_error(exc) from None
+        s.delete(t)
+        mark_changed(s)
+        audit(s, caller.name, "tenant.delete", {"tenant_id": tenant_id}, route="DELETE /tenants/{id}")
+    return Response(status_code=204)
+
+
+@router.post("/tenants/{tenant_id}/cards", status_code=201, response_model=TenantOut, tags=["cards"])
+def bind_card(tenant_id: str, body: CardIn, request: Request, caller: Caller = Depends(ADMIN)) -> TenantOut:
+    with _session(request) as s, s.begin():
+        try:
+            add_card(s, tenant_id, body.number)
+            t = get_tenant(s, tenant_id)
+        except RosterError as exc:
+            raise _roster_error(exc) from None
+        audit(
+            s, caller.name, "card.bind", {"tenant_id": tenant_id, "card": body.number}, route="POST /tenants/{id}/cards"
+        )
+        return _out(s, t)
+
+
+@router.delete("/cards/{number}", status_code=204, response_class=Response, tags=["cards"])
+def unbind_card(number: int, request: Request, caller: Caller = Depends(ADMIN)) -> Response:
+    if not 0 <= number <= 0xFFFFFFFF:
+        raise ApiError(422, "invalid_request", "a card number is a 32-bit unsigned integer")
+    with _session(request) as s, s.begin():
+        try:
+            remove_card(s, number)
+        except RosterError as exc:
+            raise _roster_error(exc) from None
+        audit(s, caller.name, "card.unbind", {"card": number}, route="DELETE /cards/{number}")
+    return Response(status_code=204)
+
+
+@router.post(
+    "/tenants/{tenant_id}/faces",
+    status_code=201,
+    response_model=FacesOut,
+    tags=["faces"],
+    responses={422: {"description": "a photo failed: every verdict, nothing stored"}},
+)
+async def upload_faces(
+    tenant_id: str, request: Request, photos: list[UploadFile] = File(...), caller: Caller = Depends(ADMIN)
+) -> FacesOut:
+    if not 1 <= len(photos) <= MAX_PHOTOS:
+        raise ApiError(422, "invalid_request", f"give 1 to {MAX_PHOTOS} photos, not {len(photos)}")
+    with _session(request) as s:
+        try:
+            get_tenant(s, tenant_id)
+        except RosterError as exc:
+            raise _roster_error(exc) from None
+    items = []
+    for photo in photos:
+        data = await photo.read(MAX_PHOTO_BYTES + 1)  # never more than the limit in memory
+        items.append((photo.filename or "photo", data))
+    try:
+        results = assess_photos(items)
+    except EnrolmentError as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from None
+    verdicts = [PhotoVerdictOut(name=r.name, ok=r.verdict.ok, reason=r.verdict.reason, detail=r.verdict.detail)
+                for r in results]  # fmt: skip
+    if not all(r.verdict.ok for r in results):
+        raise ApiError(422, "photo_rejected", "every photo must pass; nothing was stored",
+                       {"verdicts": [v.model_dump() for v in verdicts]})  # fmt: skip
+    with _session(request) as s, s.begin():
+        stored = enrol_faces(s, tenant_id, results, caller.name)
+    return FacesOut(stored=stored, verdicts=verdicts)
+
+
+@router.delete("/tenants/{tenant_id}/faces", status_code=204, response_class=Response, tags=["faces"])
+def delete_faces(tenant_id: str, request: Request, caller: Caller = Depends(ADMIN)) -> Response:
+    with _session(request) as s, s.begin():
+        try:
+            removed = delete_face_templates(s, tenant_id)
+        except RosterError as exc:
+            raise _roster_error(exc) from None
+        audit(s, caller.name, "face.delete", {"tenant_id": tenant_id, "templates": removed},
+              route="DELETE /tenants/{id}/faces")  # fmt: skip
+    return Response(status_code=204)
+
+
+def _watch(tenant_id: str, request: Request, caller: Caller, on: bool) -> TenantOut:
+    with _session(request) as s, s.begin():
+        try:
+            t = set_watchlist(s, tenant_id, on)
+        except RosterError as exc:
+            raise _roster_error(exc) from None
+        audit(s, caller.name, "watchlist.set" if on else "watchlist.clear", {"tenant_id": tenant_id},
+              route=f"{'PUT' if on else 'DELETE'} /tenants/{{id}}/watchlist")  # fmt: skip
+        return _out(s, t)
+
+
+@router.put("/tenants/{tenant_id}/watchlist", response_model=TenantOut, tags=["watch list"])
+def watch(tenant_id: str, request: Request, caller: Caller = Depends(POLICE)) -> TenantOut:
+    return _watch(tenant_id, request, caller, True)
+
+
+@router.delete("/tenants/{tenant_id}/watchlist", response_model=TenantOut, tags=["watch list"])
+def unwatch(tenant_id: str, request: Request, caller: Caller = Depends(POLICE)) -> TenantOut:
+    return _watch(tenant_id, request, caller, False)

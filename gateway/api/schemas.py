@@ -1,0 +1,104 @@
+"""Request and response models of the API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TenantId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TenantIn(Strict):
+    id: str = TenantId
+    name: str = Field(min_length=1, max_length=200)
+    permit_number: str = Field(min_length=1, max_length=64)
+    valid_from: date | None = None
+    valid_to: date
+    room: str | None = Field(None, max_length=64)
+
+
+class TenantPatch(Strict):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    permit_number: str | None = Field(None, min_length=1, max_length=64)
+    valid_from: date | None = None
+    valid_to: date | None = None
+    room: str | None = Field(None, max_length=64)
+
+
+class TenantOut(BaseModel):
+    id: str
+    name: str
+    permit_number: str
+    valid_from: date | None
+    valid_to: date
+    room: str | None
+    status: Literal["active", "suspended", "revoked"]
+    watchlist: bool
+    cards: list[int]
+    face_templates: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class TenantList(BaseModel):
+    items: list[TenantOut]
+    total: int
+
+
+class CardIn(Strict):
+    number: int = Field(ge=0, le=0xFFFFFFFF)
+
+
+class PhotoVerdictOut(BaseModel):
+    name: str
+    ok: bool
+    reason: str
+    detail: str
+
+
+class FacesOut(BaseModel):
+    stored: int
+    verdicts: list[PhotoVerdictOut]
+
+
+class UserIn(Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    role: Literal["admin", "police", "auditor", "operator"]
+
+
+class UserOut(BaseModel):
+    name: str
+    role: str
+    created_at: datetime
+    rotated_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenOut(BaseModel):
+    name: str
+    role: str
+    token: str
+
+
+class Me(BaseModel):
+    name: str
+    role: str
+
+
+class DoorOut(BaseModel):
+    id: str
+    mode: str
+    open: bool | None
+    unlocked: bool
+    fire_alarm: bool
+
+
+class OpenResult(BaseModel):
+    door: str
+    status: Literal["opened"]

@@ -1,0 +1,580 @@
+"""The read side of the store: police/admin searches, CSV export, the hourly chart.
+
+What the API calls (DESIGN §8, issue 4 item 5). Every function is synchronous and
+takes a `Session` or a `Connection`; call it from a worker thread, never on the
+event loop that runs the doors. A streamed export (`iter_entries`) reads in
+batches inside the caller's transaction: in WAL mode that never blocks the door's
+writes, and the export sees one consistent snapshot.
+
+Safety: every filter value reaches SQLite as a bound parameter. The only text
+formatted into SQL is column names and clauses written in this module.
+
+Order and cursors: newest first by `(ts, seq)` — the event time, then the
+gateway's sequence as the tiebreaker (`(ts, id)` for the audit log, whose id is
+its rowid). Every index the police filters use is `(column, ts)`, and SQLite
+appends the rowid, so a page is one index range read of `limit` rows whatever the
+size of the result, and a page deep down costs what the first page costs. Keyset
+on `seq` alone would not have that: the indexes are ordered by time, so each page
+would sort the whole matching time range again, and an export would cost O(n²).
+`seq` and `ts` normally agree; where they do not (a face entry stamped with its
+frame's time committed after a card entry, a clock step) this order is still
+total and exact. A cursor is opaque to clients: urlsafe base64 of
+`"<kind>:<seq>:<ts>"` of the last item returned, so it stays valid when that row
+is pruned by retention.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+__all__ = [
+    "CSV_COLUMNS",
+    "MAX_LIMIT",
+    "AlertFilter",
+    "AlertPage",
+    "AuditFilter",
+    "AuditPage",
+    "EntryFilter",
+    "EntryPage",
+    "count_entries_per_hour",
+    "csv_lines",
+    "explain_entries",
+    "iter_entries",
+    "search_alerts",
+    "search_audit",
+    "search_entries",
+]
+
+MAX_LIMIT = 1000  # largest page; exports go through iter_entries
+MAX_BATCH = 100_000
+_MAX_CURSOR_CHARS = 200
+_INT64_MAX = (1 << 63) - 1
+_INT64_MIN = -(1 << 63)
+
+Db = Session | Connection
+
+
+# --- filters and pages --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """Exact matches on the entry log; `since`/`until` are aware datetimes, half-open [since, until)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    tenant_id: str | None = None
+    card_number: int | None = None
+    door: str | None = None
+    method: str | None = None
+    decision: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """Exact matches on alerts; `acknowledged` True/False selects acknowledged or open ones."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    kind: str | None = None
+    state: str | None = None
+    door: str | None = None
+    camera: str | None = None
+    tenant_id: str | None = None
+    acknowledged: bool | None = None
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    action: str | None = None
+
+
+@dataclass(frozen=True)
+class EntryPage:
+    items: list[dict[str, Any]]
+    next_cursor: str | None  # None: this was the last page
+
+
+@dataclass(frozen=True)
+class AlertPage:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+# --- value checks -------------------------------------------------------------------
+
+
+def _connection(db: Db) -> Connection:
+    return db.connection() if isinstance(db, Session) else db
+
+
+def _sql_time(value: object, name: str) -> str:
+    """An aware datetime as the stored text: naive UTC 'YYYY-MM-DD HH:MM:SS.ffffff'.
+
+    Formatted by hand: strftime('%Y') does not pad years below 1000 on glibc, and
+    an unpadded year would compare wrongly as text.
+    """
+    if not isinstance(value, datetime):
+        raise ValueError(f"{name} must be a datetime")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must carry a time zone")
+    try:
+        u = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{name} is out of range") from None
+    return f"{u.year:04d}-{u.month:02d}-{u.day:02d} {u.hour:02d}:{u.minute:02d}:{u.second:02d}.{u.microsecond:06d}"
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: SQLite cannot bind them
+        raise ValueError(f"{name} is not valid UTF-8 text") from None
+    return value
+
+
+def _int64(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer")
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise ValueError(f"{name} is out of range")
+    return value
+
+
+def _check_size(value: int, name: str, largest: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= largest:
+        raise ValueError(f"{name} must be an integer from 1 to {largest}")
+    return value
+
+
+# --- cursors ------------------------------------------------------------------------
+
+_TS_TEXT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}")
+_CURSOR = re.compile(r"(?P<tag>[a-z]):(?P<key>[0-9]{1,19}):(?P<ts>.{26})", re.ASCII | re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class _Position:
+    ts: str  # stored text
+    key: int  # seq (entries, alerts) or id (audit log)
+
+
+def _encode_cursor(tag: str, pos: _Position) -> str:
+    raw = f"{tag}:{pos.key}:{pos.ts}".encode("ascii")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _decode_cursor(tag: str, cursor: object) -> _Position:
+    what = {"e": "an entries", "a": "an alerts", "u": "an audit"}[tag]
+    bad = ValueError(f"malformed cursor: pass back the next_cursor of {what} page unchanged")
+    if not isinstance(cursor, str) or not 0 < len(cursor) <= _MAX_CURSOR_CHARS:
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise bad from None
+    m = _CURSOR.fullmatch(raw)
+    if m is None or m["tag"] != tag or not _TS_TEXT.fullmatch(m["ts"]) or int(m["key"]) > _INT64_MAX:
+        raise bad
+    try:
+        datetime.strptime(m["ts"], "%Y-%m-%d %H:%M:%S.%f")
+    except ValueError:
+        raise bad from None
+    return _Position(m["ts"], int(m["key"]))
+
+
+# --- the keyset query ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    name: str
+    tag: str  # cursor kind
+    key: str  # tiebreak column after ts
+    columns: tuple[str, ...]
+
+    @property
+    def key_index(self) -> int:
+        return self.columns.index(self.key)
+
+    @property
+    def ts_index(self) -> int:
+        return self.columns.index("ts")
+
+
+_ENTRIES = _Table(
+    "entries",
+    "e",
+    "seq",
+    (
+        "id",
+        "seq",
+        "ts",
+        "door",
+        "method",
+        "reader",
+        "card_number",
+        "card_bits",
+        "tenant_id",
+        "decision",
+        "reason",
+        "face_distance",
+        "camera",
+        "snapshot",
+    ),
+)
+_ALERTS = _Table(
+    "alerts",
+    "a",
+    "seq",
+    (
+        "id",
+        "seq",
+        "ts",
+        "kind",
+        "state",
+        "severity",
+        "door",
+        "camera",
+        "tenant_id",
+        "details",
+        "snapshot",
+        "acknowledged_at",
+        "acknowledged_by",
+    ),
+)
+_AUDIT = _Table("audit_log", "u", "id", ("id", "ts", "actor", "action", "route", "details", "rows"))
+
+
+def _entry_conditions(f: EntryFilter) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column in ("tenant_id", "door", "method", "decision", "reason"):
+        value = getattr(f, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(_text(value, column))
+    if f.card_number is not None:
+        clauses.append("card_number = ?")
+        params.append(_int64(f.card_number, "card_number"))
+    return clauses, params
+
+
+def _alert_conditions(f: AlertFilter) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column in ("kind", "state", "door", "camera", "tenant_id"):
+        value = getattr(f, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(_text(value, column))
+    if f.acknowledged is not None:
+        if not isinstance(f.acknowledged, bool):
+            raise ValueError("acknowledged must be true or false")
+        clauses.append("acknowledged_at IS NOT NULL" if f.acknowledged else "acknowledged_at IS NULL")
+    return clauses, params
+
+
+def _audit_conditions(f: AuditFilter) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column in ("actor", "action"):
+        value = getattr(f, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(_text(value, column))
+    return clauses, params
+
+
+def _page_sql(
+    table: _Table,
+    conditions: tuple[list[str], list[Any]],
+    since: datetime | None,
+    until: datetime | None,
+    after: _Position | None,
+    limit: int,
+) -> tuple[str, tuple[Any, ...]]:
+    """SELECT of the `limit` newest rows matching, strictly older than `after`."""
+    clauses, params = conditions
+    clauses, params = list(clauses), list(params)
+    lo = None if since is None else _sql_time(since, "since")
+    hi = None if until is None else _sql_time(until, "until")
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError("since must not be after until")
+    if lo is not None:
+        clauses.append("ts >= ?")
+        params.append(lo)
+    if after is not None and (hi is None or after.ts < hi):
+        # (ts, key) < (after.ts, after.key), written so that `ts <= ?` bounds the index range.
+        clauses.append(f"ts <= ? AND (ts < ? OR {table.key} < ?)")
+        params += [after.ts, after.ts, after.key]
+    elif hi is not None:  # a cursor at or past `until` is no tighter than `until` itself
+        clauses.append("ts < ?")
+        params.append(hi)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = f"SELECT {', '.join(table.columns)} FROM {table.name}{where} ORDER BY ts DESC, {table.key} DESC LIMIT ?"
+    params.append(limit)
+    return sql, tuple(params)
+
+
+def _fetch(
+    conn: Connection,
+    table: _Table,
+    conditions: tuple[list[str], list[Any]],
+    since: datetime | None,
+    until: datetime | None,
+    after: _Position | None,
+    limit: int,
+) -> Sequence[Any]:
+    sql, params = _page_sql(table, conditions, since, until, after, limit)
+    return conn.exec_driver_sql(sql, params).fetchall()
+
+
+def _rfc3339(ts: str | None) -> str | None:
+    """Stored text → RFC 3339 UTC with milliseconds, as journal.rfc3339 writes MQTT payloads."""
+    if ts is None:
+        return None
+    if len(ts) == 26 and ts[10] == " ":
+        return f"{ts[:10]}T{ts[11:23]}Z"
+    parsed = datetime.fromisoformat(ts).replace(tzinfo=UTC)  # not written by this gateway; be lenient
+    return parsed.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _entry_item(r: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "id": r[0],
+        "seq": r[1],
+        "ts": _rfc3339(r[2]),
+        "door": r[3],
+        "method": r[4],
+        "reader": r[5],
+        "card_number": r[6],
+        "card_bits": r[7],
+        "tenant_id": r[8],
+        "decision": r[9],
+        "reason": r[10],
+        "face_distance": r[11],
+        "camera": r[12],
+        "snapshot": r[13],
+    }
+
+
+def _alert_item(r: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "id": r[0],
+        "seq": r[1],
+        "ts": _rfc3339(r[2]),
+        "kind": r[3],
+        "state": r[4],
+        "severity": r[5],
+        "door": r[6],
+        "camera": r[7],
+        "tenant_id": r[8],
+        "details": _json(r[9]),
+        "snapshot": r[10],
+        "acknowledged_at": _rfc3339(r[11]),
+        "acknowledged_by": r[12],
+    }
+
+
+def _audit_item(r: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "id": r[0],
+        "ts": _rfc3339(r[1]),
+        "actor": r[2],
+        "action": r[3],
+        "route": r[4],
+        "details": _json(r[5]),
+        "rows": r[6],
+    }
+
+
+def _search(
+    db: Db,
+    table: _Table,
+    conditions: tuple[list[str], list[Any]],
+    since: datetime | None,
+    until: datetime | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Sequence[Any]], str | None]:
+    limit = _check_size(limit, "limit", MAX_LIMIT)
+    after = None if cursor is None else _decode_cursor(table.tag, cursor)
+    rows = list(_fetch(_connection(db), table, conditions, since, until, after, limit + 1))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = _encode_cursor(table.tag, _Position(last[table.ts_index], last[table.key_index]))
+    return rows, next_cursor
+
+
+# --- public searches ----------------------------------------------------------------
+
+
+def search_entries(db: Db, f: EntryFilter, *, cursor: str | None = None, limit: int = 50) -> EntryPage:
+    """One page of entries, newest first; `next_cursor` continues after its last item.
+
+    Raises ValueError for a malformed cursor, a naive or inverted time range, a
+    limit outside 1…MAX_LIMIT, or a filter value of the wrong type.
+    """
+    rows, next_cursor = _search(db, _ENTRIES, _entry_conditions(f), f.since, f.until, cursor, limit)
+    return EntryPage([_entry_item(r) for r in rows], next_cursor)
+
+
+def iter_entries(db: Db, f: EntryFilter, *, batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """Every matching entry, newest first, read `batch` rows at a time (constant memory).
+
+    Consume it on one thread; the caller's transaction stays open until it ends.
+    """
+    batch = _check_size(batch, "batch", MAX_BATCH)
+    conditions = _entry_conditions(f)  # validated before the first row is asked for
+    _page_sql(_ENTRIES, conditions, f.since, f.until, None, batch)
+    return _iter_entries(_connection(db), conditions, f, batch)
+
+
+def _iter_entries(
+    conn: Connection, conditions: tuple[list[str], list[Any]], f: EntryFilter, batch: int
+) -> Iterator[dict[str, Any]]:
+    after: _Position | None = None
+    ts, seq = _ENTRIES.ts_index, _ENTRIES.key_index
+    while True:
+        rows = _fetch(conn, _ENTRIES, conditions, f.since, f.until, after, batch)
+        for r in rows:
+            yield _entry_item(r)
+        if len(rows) < batch:
+            return
+        after = _Position(rows[-1][ts], rows[-1][seq])
+
+
+def search_alerts(db: Db, f: AlertFilter, *, cursor: str | None = None, limit: int = 50) -> AlertPage:
+    """One page of alerts, newest first (same rules as search_entries)."""
+    rows, next_cursor = _search(db, _ALERTS, _alert_conditions(f), f.since, f.until, cursor, limit)
+    return AlertPage([_alert_item(r) for r in rows], next_cursor)
+
+
+def search_audit(db: Db, f: AuditFilter, *, cursor: str | None = None, limit: int = 50) -> AuditPage:
+    """One page of the audit log, newest first (same rules as search_entries)."""
+    rows, next_cursor = _search(db, _AUDIT, _audit_conditions(f), f.since, f.until, cursor, limit)
+    return AuditPage([_audit_item(r) for r in rows], next_cursor)
+
+
+def explain_entries(db: Db, f: EntryFilter, *, cursor: str | None = None, limit: int = 50) -> list[str]:
+    """SQLite's EXPLAIN QUERY PLAN of the page query search_entries would run (diagnostics, tests)."""
+    after = None if cursor is None else _decode_cursor("e", cursor)
+    sql, params = _page_sql(_ENTRIES, _entry_conditions(f), f.since, f.until, after, limit + 1)
+    return [str(r[-1]) for r in _connection(db).exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
+
+
+# --- CSV ----------------------------------------------------------------------------
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "id",
+    "seq",
+    "ts",
+    "door",
+    "reader",
+    "method",
+    "card_number",
+    "card_bits",
+    "tenant_id",
+    "decision",
+    "reason",
+    "face_distance",
+    "camera",
+    "snapshot",
+)
+# A cell a spreadsheet would read as a formula gets a leading apostrophe (OWASP CSV
+# injection): = + - @, and tab and carriage return, which some spreadsheets skip first.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class _LastLine:
+    """A file for csv.writer that keeps the one line each writerow writes."""
+
+    __slots__ = ("line",)
+
+    def __init__(self) -> None:
+        self.line = ""
+
+    def write(self, s: str) -> int:
+        self.line = s
+        return len(s)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_lines(rows: Iterable[dict[str, Any]], columns: Sequence[str] = CSV_COLUMNS) -> Iterator[str]:
+    """RFC 4180 CSV: a header line, then one record per row (CRLF endings, quoted where needed).
+
+    Numbers are written as numbers; None as an empty field; text starting like a
+    formula gets a leading apostrophe.
+    """
+    out = _LastLine()
+    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(columns)
+    yield out.line
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+        yield out.line
+
+
+# --- chart --------------------------------------------------------------------------
+
+
+def count_entries_per_hour(db: Db, day_start: datetime, day_end: datetime) -> list[int]:
+    """Entries in [day_start, day_end) per local hour of day (0…23) in day_start's time zone.
+
+    Meant for one local day (at most 25 hours: a day when clocks go back puts
+    both of its 01:00 hours in bucket 1; a day when they go forward leaves one
+    bucket empty). Counted per UTC minute in SQL, so zones offset by half an hour
+    bucket correctly.
+    """
+    lo, hi = _sql_time(day_start, "day_start"), _sql_time(day_end, "day_end")
+    if day_end < day_start:
+        raise ValueError("day_start must not be after day_end")
+    if day_end - day_start > timedelta(hours=25):
+        raise ValueError("count_entries_per_hour covers one day (at most 25 hours)")
+    tz = day_start.tzinfo
+    buckets = [0] * 24
+    rows = _connection(db).exec_driver_sql(
+        "SELECT substr(ts, 1, 16) AS minute, count(*) FROM entries WHERE ts >= ? AND ts < ? GROUP BY minute",
+        (lo, hi),
+    )
+    for m, n in rows:  # 'YYYY-MM-DD HH:MM'
+        at = datetime(int(m[:4]), int(m[5:7]), int(m[8:10]), int(m[11:13]), int(m[14:16]), tzinfo=UTC)
+        buckets[at.astimezone(tz).hour] += n
+    return buckets

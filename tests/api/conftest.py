@@ -57,6 +57,7 @@ def api(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Api]:
                                 stdout=log, stderr=log, cwd=ROOT)  # fmt: skip
     api = Api(f"http://127.0.0.1:{port}", data, config_path, proc, log_path)
     try:
+
         def answers() -> bool:
             try:
                 return httpx.get(f"{api.base}/api/v1/health", timeout=1).status_code == 200

@@ -37,6 +37,7 @@ class MqttConfig(Strict):
 class ApiConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    failed_auth_limit: int = Field(10, ge=1, title="Failed sign-ins per client address per minute before 429")
 
 
 class ReaderConfig(Strict):

@@ -422,6 +422,7 @@ class Gateway:
     def _start_api(self) -> Any:
         """The API in this loop; on first start, an admin whose token is shown once."""
         from gateway.api.app import create_app
+        from gateway.api.auth import FailureLimiter
         from gateway.api.context import ApiContext
         from gateway.api.server import make_server
         from gateway.api.users import INITIAL_TOKEN_FILE, ensure_initial_admin
@@ -432,7 +433,8 @@ class Gateway:
             log.warning("first start: admin created; its token is in %s (mode 0600) and below, shown once",
                         self.cfg.data_dir / INITIAL_TOKEN_FILE)  # fmt: skip
             print(f"initial admin token: {token}", flush=True)
-        ctx = ApiContext(self.cfg, self.engine, self.sessions, self, SnapshotStore(self.cfg.data_dir))
+        ctx = ApiContext(self.cfg, self.engine, self.sessions, self, SnapshotStore(self.cfg.data_dir),
+                         FailureLimiter(self.cfg.api.failed_auth_limit))  # fmt: skip
         server = make_server(create_app(ctx), self.cfg.api.host, self.cfg.api.port)
         self._api_task = asyncio.create_task(self._serve_api(server), name="api")
         log.info("API on http://%s:%d/api/v1 (web page at /)", self.cfg.api.host, self.cfg.api.port)

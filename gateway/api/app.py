@@ -27,6 +27,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=f"{PREFIX}/docs",
         redoc_url=None,
+        responses=errors.ERROR_RESPONSES,
     )
     app.state.ctx = ctx
     errors.install(app)

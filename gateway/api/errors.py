@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -18,16 +21,26 @@ def error_body(code: str, message: str, **extra: object) -> dict:
     return {"error": {"code": code, "message": message, **extra}}
 
 
-ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            "required": ["code", "message"],
-        }
-    },
-    "required": ["error"],
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "bad request"),
+        (401, "no token, or an unknown, revoked or rotated token"),
+        (403, "the token's role may not do this"),
+        (404, "no such resource"),
+        (409, "conflicts with the current state"),
+        (422, "invalid input"),
+        (429, "too many failed sign-ins from this address"),
+    )
 }
 
 

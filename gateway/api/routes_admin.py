@@ -28,7 +28,7 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", tags=["health"])
+@router.get("/ready", tags=["health"], responses={503: {"description": "a door's reader or I/O module is down"}})
 def ready(request: Request, response: Response) -> dict:
     """Readiness of the store, broker, readers, I/O modules and cameras. No token needed."""
     report = request.app.state.ctx.hooks.readiness()

@@ -488,6 +488,7 @@ def search_audit(db: Db, f: AuditFilter, *, cursor: str | None = None, limit: in
 
 def explain_entries(db: Db, f: EntryFilter, *, cursor: str | None = None, limit: int = 50) -> list[str]:
     """SQLite's EXPLAIN QUERY PLAN of the page query search_entries would run (diagnostics, tests)."""
+    limit = _check_size(limit, "limit", MAX_LIMIT)
     after = None if cursor is None else _decode_cursor("e", cursor)
     sql, params = _page_sql(_ENTRIES, _entry_conditions(f), f.since, f.until, after, limit + 1)
     return [str(r[-1]) for r in _connection(db).exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)]

@@ -996,7 +996,7 @@
         setMsg(msg, "entries.err.card", undefined, "error");
         return null;
       }
-      q.set("card", String(n));
+      q.set("card_number", String(n));
     }
     const door = $("f-door").value.trim();
     if (door) q.set("door", door);
@@ -1336,6 +1336,6 @@
     }
   }
 
-  start();
+  start(); document.body.setAttribute("style", "color: red");
   document.body.dataset.ready = "true";
 })();

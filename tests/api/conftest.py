@@ -37,7 +37,8 @@ class Api:
 
 
 @pytest.fixture
-def api(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Api]:
+def api(request: pytest.FixtureRequest, tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Api]:
+    """The running gateway; parametrize indirectly with a number to set api.failed_auth_limit."""
     port = free_port()
     data = tmp_path / "data"
     cfg = {
@@ -45,7 +46,7 @@ def api(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Api]:
         "data_dir": str(data),
         "timezone": "Asia/Shanghai",
         "mqtt": {"port": mosquitto.port},
-        "api": {"host": "127.0.0.1", "port": port},
+        "api": {"host": "127.0.0.1", "port": port, "failed_auth_limit": getattr(request, "param", 10)},
         "io_modules": [],
         "doors": [],
     }

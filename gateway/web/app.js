@@ -1336,6 +1336,6 @@
     }
   }
 
-  start(); document.body.setAttribute("style", "color: red");
+  start();
   document.body.dataset.ready = "true";
 })();

@@ -245,7 +245,8 @@ def test_time_bounds_are_half_open_to_the_microsecond(store: Store) -> None:
         assert e.id not in [i["id"] for i in search_entries(s, EntryFilter(until=e.ts), limit=1000).items]
         # Any zone: the same instant.
         local = e.ts.astimezone(timezone(timedelta(hours=8)))
-        assert e.id in [i["id"] for i in search_entries(s, EntryFilter(since=local, until=local + timedelta(0, 1))).items]
+        page = search_entries(s, EntryFilter(since=local, until=local + timedelta(seconds=1)))
+        assert e.id in [i["id"] for i in page.items]
 
 
 def test_paging_twenty_per_page_has_no_gap_and_no_duplicate(store: Store) -> None:
@@ -466,7 +467,7 @@ def test_audit_queries_use_an_index(store: Store) -> None:
 
 def test_csv_is_rfc4180_and_formula_safe() -> None:
     rows = [
-        dict(id="a", seq=1, door="=HYPERLINK(\"http://x\")", reader="+1", tenant_id="-2+3", reason="@SUM(A1)"),
+        dict(id="a", seq=1, door='=HYPERLINK("http://x")', reader="+1", tenant_id="-2+3", reason="@SUM(A1)"),
         dict(id="b", seq=2, door="a,b", reader='say "hi"', tenant_id="two\r\nlines", reason="\tTAB", camera="\rCR"),
         dict(id="c", seq=-5, card_number=0xABCDEF, face_distance=0.4123, door="plain", snapshot=None),
     ]
@@ -476,7 +477,7 @@ def test_csv_is_rfc4180_and_formula_safe() -> None:
     text = "".join(lines)
     assert '"a,b"' in text and '"say ""hi"""' in text
     parsed = list(csv.DictReader(io.StringIO(text, newline="")))
-    assert parsed[0]["door"] == "'=HYPERLINK(\"http://x\")"
+    assert parsed[0]["door"] == '\'=HYPERLINK("http://x")'
     assert (parsed[0]["reader"], parsed[0]["tenant_id"], parsed[0]["reason"]) == ("'+1", "'-2+3", "'@SUM(A1)")
     assert (parsed[1]["door"], parsed[1]["reader"], parsed[1]["tenant_id"]) == ("a,b", 'say "hi"', "two\r\nlines")
     assert (parsed[1]["reason"], parsed[1]["camera"]) == ("'\tTAB", "'\rCR")

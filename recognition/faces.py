@@ -71,8 +71,10 @@ def decode_image(data: bytes) -> np.ndarray:
             return np.asarray(_to_rgb(ImageOps.exif_transpose(img)), dtype=np.uint8)
     except Image.DecompressionBombError as exc:  # Pillow's own limit, hit while opening
         raise PhotoError("too_large", f"The image has too many pixels ({exc}).") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise PhotoError("unreadable", f"The file is not a readable image ({exc}).") from exc
+    except UnidentifiedImageError as exc:  # its message names an internal buffer, not the user's file
+        raise PhotoError("unreadable", "The file is not a readable image (no image format recognised).") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise PhotoError("unreadable", f"The file is not a readable image: broken or incomplete ({exc}).") from exc
 
 
 def _check_pixels(width: int, height: int) -> None:

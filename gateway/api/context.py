@@ -27,3 +27,10 @@ class ApiContext:
     hooks: GatewayHooks
     snapshots: SnapshotStore
     limiter: FailureLimiter = field(default_factory=FailureLimiter)
+    reader_engine: Engine | None = None  # for streamed exports; see gateway.store.db.make_reader_engine
+
+    def __post_init__(self) -> None:
+        if self.reader_engine is None:
+            from gateway.store.db import make_reader_engine
+
+            self.reader_engine = make_reader_engine(self.cfg.data_dir)

@@ -106,8 +106,11 @@ def entries_csv(request: Request, f: EntryFilter = Depends(_entry_filter), calle
     """Every matching entry as CSV, streamed (no size limit; the export itself is audited)."""
     counter = {"rows": 0}
 
+    reader = request.app.state.ctx.reader_engine
+
     def stream() -> Iterator[bytes]:
-        with _session(request) as s:
+        # Its own connection: Starlette may run each step of this generator on another thread.
+        with Session(reader) as s:
 
             def counted() -> Iterator[dict[str, Any]]:
                 for row in iter_entries(s, f):

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import SingletonThreadPool
+from sqlalchemy.pool import NullPool, SingletonThreadPool
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 DB_NAME = "gateway.sqlite3"
@@ -34,6 +34,13 @@ def make_engine(data_dir: Path) -> Engine:
     # One connection per thread, kept open: SQLite's page cache lives in the
     # connection, and the door's path and the outbox share the loop thread.
     engine = create_engine(f"sqlite:///{database_path(data_dir)}", poolclass=SingletonThreadPool, pool_size=8)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def make_reader_engine(data_dir: Path) -> Engine:
+    """A connection per use, never shared: for long streamed reads (CSV export) that may hop threads."""
+    engine = create_engine(f"sqlite:///{database_path(Path(data_dir))}", poolclass=NullPool)
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 

@@ -19,6 +19,7 @@ import numpy as np
 from config.models import CameraConfig, DoorConfig
 from drivers.rtsp_capture import RtspCapture
 from drivers.snapshots import encode_jpeg
+from gateway import metrics
 from gateway.access import CardHolder, Decision, FaceAtDoor, Reason, decide_card_and_face, decide_face
 from gateway.events import CardPresented, FaceSeen
 from gateway.face_tracks import FaceTracks
@@ -61,6 +62,11 @@ class Vision:
         self.snapshots = SnapshotStore(cfg.data_dir)
         self._roster_seen = -1
         self._tasks: list[asyncio.Task[None]] = []
+        pipeline = self.pipeline
+        if pipeline is not None:
+            metrics.bind(metrics.FRAMES_ANALYSED, lambda: pipeline.stats().frames_analysed)
+            metrics.bind(metrics.FRAMES_DROPPED, lambda: pipeline.stats().frames_dropped)
+        metrics.bind(metrics.TEMPLATES, lambda: len(self.index))
 
     # --- lifecycle -------------------------------------------------------------
     def start(self, stop: asyncio.Event) -> None:
@@ -122,6 +128,7 @@ class Vision:
         cam = self.cameras.get(face.camera)
         if cam is None:
             return
+        metrics.FACES.labels(face.camera).inc()
         at_door = cam.door is not None and cam.role == "entry"
         triggers = self.tracks.observe(face, entry_camera=at_door, stranger_after_s=cam.stranger_after_s)
         if triggers.identified:

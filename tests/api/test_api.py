@@ -147,3 +147,10 @@ def test_audit_log_cannot_be_changed_through_the_api(api: Api) -> None:
     for method in ("POST", "PUT", "PATCH", "DELETE"):
         assert auditor.request(method, f"{T}/audit").status_code in (404, 405)
         assert api.client("admin").request(method, f"{T}/audit").status_code in (403, 404, 405)
+
+
+def test_metrics_in_prometheus_format(api: Api) -> None:
+    text = api.client("operator").get("/metrics").text
+    for name in ("accessgw_swipes", "accessgw_decisions", "accessgw_bad_frames", "accessgw_outbox_depth",
+                 "accessgw_faces_seen", "accessgw_recognition_frames_analysed"):  # fmt: skip
+        assert f"# TYPE {name}" in text, name

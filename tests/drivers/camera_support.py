@@ -14,19 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tests.recognition.faces import faces_dir_path as faces_dir
+
 REPO = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 640, 480  # the test camera's canvas
-
-
-def faces_dir() -> Path:
-    """ACCESSGW_FACES_DIR, else ../shared/data/faces beside the repo. Missing is an error, never a skip."""
-    folder = Path(os.environ.get("ACCESSGW_FACES_DIR") or REPO.parent / "shared" / "data" / "faces")
-    if not (folder / "lfw_subset").is_dir():
-        raise RuntimeError(
-            f"face photos not found at {folder} (expected lfw_subset/ inside): set ACCESSGW_FACES_DIR "
-            "or put the shared data set at ../shared/data/faces"
-        )
-    return folder
 
 
 def photo(name: str, index: int = 1) -> Path:

@@ -37,17 +37,6 @@ GATEWAY_ID = "web-test"
 ZONE = "Asia/Shanghai"
 
 
-def faces_dir() -> Path:
-    """$ACCESSGW_FACES_DIR, else ../shared/data/faces beside the repo; missing fails the test, never skips it."""
-    folder = Path(os.environ.get("ACCESSGW_FACES_DIR") or ROOT.parent / "shared" / "data" / "faces")
-    if not (folder / "lfw_subset").is_dir():
-        raise RuntimeError(
-            f"face photos not found at {folder} (expected lfw_subset/ inside): set ACCESSGW_FACES_DIR "
-            "or put the shared data set at ../shared/data/faces"
-        )
-    return folder
-
-
 @dataclass
 class WebGateway:
     api: Api  # base URL, data_dir, tokens["admin"], log()

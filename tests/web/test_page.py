@@ -18,7 +18,8 @@ from gateway.snapshots import SnapshotStore
 from gateway.store.db import open_store
 from gateway.store.journal import EntryDraft, new_event_id, record_entry
 from tests.peers import wait_until
-from tests.web.conftest import WebGateway, faces_dir
+from tests.recognition.faces import faces_dir_path as faces_dir
+from tests.web.conftest import WebGateway
 
 CARD = 0x00C0FFEE
 STRANGER_CARD = 999_999

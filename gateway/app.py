@@ -31,6 +31,7 @@ from gateway.events import BadFrame, CameraStatus, CardPresented, DoorInput, Dri
 from gateway.health import Health
 from gateway.retention import prune
 from gateway.snapshots import SnapshotStore
+from gateway.store.audit import audit
 from gateway.store.db import open_store
 from gateway.store.journal import AlertDraft, EntryDraft, SqlOutbox, record_alert, record_entry
 from gateway.store.models import RosterMeta
@@ -373,6 +374,9 @@ class Gateway:
         door = self.doors.get(str(request.get("door")))
         if door is None:
             raise CommandError("unknown_door", f"no door {request.get('door')!r}")
+        with self.sessions.begin() as s:  # every remote open is audited (DESIGN §8), whoever asks
+            audit(s, "platform", "door.open", {"door": door.cfg.id, "transaction": request.get("transaction")},
+                  route="mqtt request/door/open")  # fmt: skip
         self.record_simple_entry(door.cfg, "remote")
         return {"door": door.cfg.id}
 

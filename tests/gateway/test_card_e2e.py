@@ -249,6 +249,10 @@ def test_platform_requests_remote_open_and_state(rig: Rig) -> None:
     entry = rig.wait_entries(1)[0]
     assert (entry["method"], entry["decision"], entry["door"]) == ("remote", "granted", "main")
     wait_until(lambda: any(w[2] for w in coil_writes(rig)), 5, what="remote open pulses the relay")
+    db = sqlite3.connect(rig.data_dir / "gateway.sqlite3")
+    assert db.execute("SELECT actor, details FROM audit_log WHERE action = 'door.open'").fetchall() == [
+        ("platform", '{"door": "main", "transaction": "tx-1"}')
+    ]
     wait_until(lambda: rig.sub.payloads("/response/roster/unknown"), 5, what="unknown command answered")
     assert rig.sub.payloads("/response/roster/unknown")[0]["error"] == "unknown_command"
 

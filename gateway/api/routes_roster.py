@@ -109,12 +109,9 @@ def update_tenant(tenant_id: str, body: TenantPatch, request: Request, caller: C
             t = get_tenant(s, tenant_id)
         except RosterError as exc:
             raise _roster_error(exc) from None
-        if (
-            changes.get("valid_to", 1) is None
-            or changes.get("name", 1) is None
-            or changes.get("permit_number", 1) is None
-        ):
-            raise ApiError(422, "invalid_request", "name, permit_number and valid_to cannot be null")
+        nulled = [key for key in ("name", "permit_number", "valid_to") if key in changes and changes[key] is None]
+        if nulled:
+            raise ApiError(422, "invalid_request", f"{', '.join(nulled)} cannot be null")
         valid_from = changes.get("valid_from", t.valid_from)
         valid_to = changes.get("valid_to", t.valid_to)
         if valid_from is not None and valid_from > valid_to:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 from sqlalchemy.orm import Session
 
 from gateway.store.audit import audit
 from gateway.store.roster import add_face_templates, get_tenant
-from recognition.quality import PhotoVerdict, assess_photo
+
+if TYPE_CHECKING:
+    from recognition.quality import PhotoVerdict
 
 MAX_PHOTOS = 5
 
@@ -28,6 +30,9 @@ class EnrolmentError(ValueError):
 def assess_photos(photos: Sequence[tuple[str, bytes]]) -> list[PhotoResult]:
     if not 1 <= len(photos) <= MAX_PHOTOS:
         raise EnrolmentError(f"give 1 to {MAX_PHOTOS} photos, not {len(photos)}")
+    # dlib and its models (~150 MB) load at the first enrolment, not in every card-only gateway.
+    from recognition.quality import assess_photo
+
     return [PhotoResult(name, assess_photo(data)) for name, data in photos]
 
 
@@ -36,6 +41,8 @@ def enrol_faces(session: Session, tenant_id: str, results: list[PhotoResult], ac
     get_tenant(session, tenant_id)
     if not results or not all(r.verdict.ok for r in results):
         return 0
+    import numpy as np  # only where faces are enrolled
+
     rows = []
     for r in results:
         assert r.verdict.encoding is not None

@@ -14,9 +14,8 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 import sdnotify
 from sqlalchemy import select
@@ -26,6 +25,7 @@ from drivers.modbus_io import ModbusIoModule
 from drivers.serial_reader import SerialCardReader
 from gateway import metrics
 from gateway.access import Decision, decide_card
+from gateway.clock import local_zone
 from gateway.doors import AlertChange, DoorState
 from gateway.events import BadFrame, CameraStatus, CardPresented, DoorInput, DriverEvent, IoStatus, ReaderStatus
 from gateway.health import Health
@@ -49,13 +49,6 @@ log = logging.getLogger("accessgw")
 DRAIN_ON_STOP_S = 5.0
 UNLOCK_SEND_WAIT_S = 0.003
 RETENTION_EVERY_S = 24 * 3600
-
-
-def local_zone(cfg: GatewayConfig) -> tzinfo:
-    if cfg.timezone:
-        return ZoneInfo(cfg.timezone)
-    zone = datetime.now().astimezone().tzinfo
-    return zone if zone is not None else UTC
 
 
 class Gateway:

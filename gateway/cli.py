@@ -362,7 +362,7 @@ def entries(config_path: str, since: datetime | None, tenant_id: str | None, doo
     with sessions() as s:
         rows = list(s.scalars(query))
     engine.dispose()
-    from gateway.app import local_zone
+    from gateway.clock import local_zone
 
     zone = local_zone(cfg)
     for e in reversed(rows):

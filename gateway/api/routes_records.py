@@ -135,7 +135,7 @@ def entries_csv(request: Request, f: EntryFilter = Depends(_entry_filter), calle
 @router.get("/entries/per-hour", response_model=HourlyCounts, tags=["entries"])
 def entries_per_hour(request: Request, day: date, caller: Caller = Depends(READERS)) -> HourlyCounts:
     """Entries per hour of one day in the gateway's time zone (for the page's chart)."""
-    from gateway.app import local_zone
+    from gateway.clock import local_zone
 
     zone = local_zone(request.app.state.ctx.cfg)
     start = datetime.combine(day, time(0), tzinfo=zone)

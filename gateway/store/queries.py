@@ -47,6 +47,7 @@ __all__ = [
     "AuditPage",
     "EntryFilter",
     "EntryPage",
+    "Page",
     "count_entries_per_hour",
     "csv_lines",
     "explain_entries",
@@ -105,21 +106,15 @@ class AuditFilter:
 
 
 @dataclass(frozen=True)
-class EntryPage:
+class Page:
+    """One page of entries, alerts or audit rows."""
+
     items: list[dict[str, Any]]
     next_cursor: str | None  # None: this was the last page
 
 
-@dataclass(frozen=True)
-class AlertPage:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True)
-class AuditPage:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
+# One shape serves all three; the names say what a function returns.
+EntryPage = AlertPage = AuditPage = Page
 
 
 # --- value checks -------------------------------------------------------------------

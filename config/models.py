@@ -6,6 +6,7 @@ that names the key, not a silently ignored setting.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import time
 from pathlib import Path
 from typing import Literal
@@ -38,6 +39,22 @@ class ApiConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     failed_auth_limit: int = Field(10, ge=1, title="Failed sign-ins per client address per minute before 429")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        title="Reverse proxies (IPs or CIDRs) whose X-Forwarded-For names the client; empty: the peer is the client",
+    )
+    max_exports: int = Field(2, ge=1, title="CSV exports streaming at once per API process; more wait, then 429")
+    max_searches: int = Field(4, ge=1, title="Entry, alert, audit and tenant searches at once; more wait, then 429")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
 
 
 class ReaderConfig(Strict):

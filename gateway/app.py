@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sdnotify
+from prometheus_client import generate_latest
 from sqlalchemy import select
 
 from config.models import DoorConfig, GatewayConfig
@@ -25,6 +26,7 @@ from drivers.modbus_io import ModbusIoModule
 from drivers.serial_reader import SerialCardReader
 from gateway import metrics
 from gateway.access import Decision, decide_card
+from gateway.api_supervisor import STOP_WAIT_S, ApiSupervisor
 from gateway.clock import local_zone
 from gateway.doors import AlertChange, DoorState
 from gateway.events import BadFrame, CameraStatus, CardPresented, DoorInput, DriverEvent, IoStatus, ReaderStatus
@@ -95,7 +97,7 @@ class Gateway:
         self._state_dirty = asyncio.Event()
         self._stop = asyncio.Event()
         self.on_entry: Callable[[EntryDraft, str], None] | None = None  # for simulators and tests
-        self._api_task: asyncio.Task[None] | None = None
+        self.api = ApiSupervisor(cfg, self._control_handlers(), self._api_error)
         metrics.bind(metrics.OUTBOX_DEPTH, self.outbox.depth)
 
     # --- driver events, from driver threads --------------------------------
@@ -298,10 +300,7 @@ class Gateway:
         camera = key if kind == "camera" else None
         self.raise_alert(AlertDraft(datetime.now(UTC), alert_kind, state, severity, camera=camera, details=details))
 
-    # --- what the API asks of the running gateway (gateway.api.context.GatewayHooks) --------
-    def open_door(self, door_id: str, actor: str) -> None:
-        self.call_in_loop(self.record_simple_entry, self.doors[door_id].cfg, "remote")
-
+    # --- what the API process asks of the doors (gateway.control) ------------
     def door_states(self) -> list[dict[str, Any]]:
         now = time.monotonic()
         return [
@@ -416,12 +415,8 @@ class Gateway:
             notifier.notify("WATCHDOG=1")  # from the loop: a stuck loop misses it and systemd restarts us
             await asyncio.sleep(usec / 2_000_000)
 
-    def _start_api(self) -> Any:
-        """The API in this loop; on first start, an admin whose token is shown once."""
-        from gateway.api.app import create_app
-        from gateway.api.auth import FailureLimiter
-        from gateway.api.context import ApiContext
-        from gateway.api.server import make_server
+    def _ensure_first_admin(self) -> None:
+        """On first start, an admin whose token is shown once (DESIGN §8)."""
         from gateway.api.users import INITIAL_TOKEN_FILE, ensure_initial_admin
 
         with self.sessions.begin() as s:
@@ -430,20 +425,32 @@ class Gateway:
             log.warning("first start: admin created; its token is in %s (mode 0600) and below, shown once",
                         self.cfg.data_dir / INITIAL_TOKEN_FILE)  # fmt: skip
             print(f"initial admin token: {token}", flush=True)
-        ctx = ApiContext(self.cfg, self.engine, self.sessions, self, SnapshotStore(self.cfg.data_dir),
-                         FailureLimiter(self.cfg.api.failed_auth_limit))  # fmt: skip
-        server = make_server(create_app(ctx), self.cfg.api.host, self.cfg.api.port)
-        self._api_task = asyncio.create_task(self._serve_api(server), name="api")
-        log.info("API on http://%s:%d/api/v1 (web page at /)", self.cfg.api.host, self.cfg.api.port)
-        return server
 
-    async def _serve_api(self, server: Any) -> None:
-        # uvicorn exits the process when it cannot bind; the doors must keep working without the API.
-        try:
-            await server.serve()
-        except (SystemExit, OSError) as exc:
-            self.health.last_error = f"API not served on {self.cfg.api.host}:{self.cfg.api.port}: {exc}"
-            log.error("%s", self.health.last_error)
+    def _control_handlers(self) -> dict[str, Any]:
+        """What the API process may ask of the doors, over gateway.control (nothing else)."""
+
+        async def ready(_: dict[str, Any]) -> dict[str, Any]:
+            return self.readiness()
+
+        async def doors(_: dict[str, Any]) -> list[dict[str, Any]]:
+            return self.door_states()
+
+        async def open_door(request: dict[str, Any]) -> str:
+            door = self.doors.get(str(request.get("door")))
+            if door is None:
+                raise KeyError(f"no door {request.get('door')!r}")
+            log.info("remote open of door %s by %s (API)", door.cfg.id, str(request.get("actor"))[:64])
+            self.record_simple_entry(door.cfg, "remote")
+            return door.cfg.id
+
+        async def metrics_text(_: dict[str, Any]) -> str:
+            return (await asyncio.to_thread(generate_latest)).decode()
+
+        return {"ready": ready, "doors": doors, "open": open_door, "metrics": metrics_text}
+
+    def _api_error(self, message: str) -> None:
+        self.health.last_error = message
+        self._state_dirty.set()
 
     def stop(self) -> None:
         if self._loop is not None:
@@ -462,7 +469,8 @@ class Gateway:
         self.link.start()
         if self.vision is not None:
             self.vision.start(self._stop)
-        api_server = self._start_api()
+        self._ensure_first_admin()
+        api_task = asyncio.create_task(self.api.run(self._stop), name="api")
         tasks = [
             asyncio.create_task(self.pump.run(self._stop), name="outbox"),
             asyncio.create_task(self._state_loop(), name="state"),
@@ -485,13 +493,12 @@ class Gateway:
             ready()
         await self._stop.wait()
         notifier.notify("STOPPING=1")
-        api_server.should_exit = True
         for reader in self.readers:
             reader.stop()
         if self.vision is not None:
             await self.vision.stop()
         left = await self.pump.drain(DRAIN_ON_STOP_S)
-        await asyncio.wait([self._api_task], timeout=5)
+        await asyncio.wait([api_task], timeout=STOP_WAIT_S + 1)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -96,6 +96,8 @@ def parse_card_number(_ctx: click.Context, _param: click.Parameter, value: str) 
 @click.version_option(__version__, prog_name="accessgw")
 def main() -> None:
     """Rental-building access & video gateway."""
+    # Databases, snapshots and token files hold personal data: owner-only, whatever the caller's umask.
+    os.umask(0o077)
 
 
 @main.command()

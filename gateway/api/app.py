@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from gateway import __version__
 from gateway.api import errors
 from gateway.api.context import ApiContext
+from gateway.api.edge import BodyGuard
 from gateway.api.routes_admin import metrics_router
 from gateway.api.routes_admin import router as admin_router
 from gateway.api.routes_records import router as records_router
@@ -31,6 +32,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     errors.install(app)
+    app.add_middleware(BodyGuard)  # added last = runs first: no body is read before its sender is known
     app.include_router(admin_router, prefix=PREFIX)
     app.include_router(roster_router, prefix=PREFIX)
     app.include_router(records_router, prefix=PREFIX)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.api.errors import ApiError
 from gateway.api.users import find_active_user
+
+if TYPE_CHECKING:
+    from gateway.api.context import ApiContext
 
 bearer = HTTPBearer(auto_error=False, description="API token: `Authorization: Bearer <token>`")
 
@@ -24,39 +29,65 @@ class Caller:
 
 
 class FailureLimiter:
-    """At most `limit` failed authentications per address per `window_s`; then 429."""
+    """Counts failed sign-ins per client address; past `limit` in `window_s`, failures answer 429.
+
+    Only failures count, and a valid token is never refused: behind a reverse
+    proxy many users may share one address, and one guesser must not lock them out.
+    """
+
+    MAX_ADDRESSES = 10_000  # a flood of addresses must not grow memory without bound
 
     def __init__(self, limit: int = 10, window_s: float = 60.0) -> None:
         self.limit, self.window_s = limit, window_s
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()  # sync routes run on a thread pool
 
     def _recent(self, address: str, now: float) -> deque[float]:
-        q = self._failures[address]
+        q = self._failures.get(address)
+        if q is None:
+            if len(self._failures) >= self.MAX_ADDRESSES:
+                self._failures.pop(next(iter(self._failures)))
+            q = self._failures[address] = deque()
         while q and now - q[0] > self.window_s:
             q.popleft()
         return q
 
     def blocked(self, address: str) -> bool:
-        return len(self._recent(address, time.monotonic())) >= self.limit
+        with self._lock:
+            return len(self._recent(address, time.monotonic())) >= self.limit
 
     def failed(self, address: str) -> None:
-        self._recent(address, time.monotonic()).append(time.monotonic())
+        with self._lock:
+            now = time.monotonic()
+            self._recent(address, now).append(now)
+
+
+def client_address(request: Request) -> str:
+    """The peer, or the client a configured trusted proxy names (uvicorn's proxy headers rewrite it)."""
+    return request.client.host if request.client else "unknown"
+
+
+def resolve_caller(ctx: ApiContext, token: str | None, address: str) -> Caller:
+    """The caller behind `token`, or ApiError 401 (429 once this address failed too often)."""
+    if not token:
+        raise ApiError(401, "unauthenticated", "an API token is required")
+    with ctx.sessions() as s:
+        user = find_active_user(s, token)
+        caller = None if user is None else Caller(user.name, user.role, address)
+    if caller is not None:
+        return caller
+    if ctx.limiter.blocked(address):  # guessing tokens: stop answering for a while
+        raise ApiError(429, "too_many_failures", "too many failed sign-ins from this address; wait a minute")
+    ctx.limiter.failed(address)
+    raise ApiError(401, "unauthenticated", "unknown, revoked or rotated token")
 
 
 def authenticated(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
-    ctx = request.app.state.ctx
-    address = request.client.host if request.client else "unknown"
-    if creds is None or not creds.credentials:
-        raise ApiError(401, "unauthenticated", "an API token is required")
-    if ctx.limiter.blocked(address):  # guessing tokens: stop answering for a while
-        raise ApiError(429, "too_many_failures", "too many failed sign-ins from this address; wait a minute")
-    with ctx.sessions() as s:
-        user = find_active_user(s, creds.credentials)
-        caller = None if user is None else Caller(user.name, user.role, address)
-    if caller is None:
-        ctx.limiter.failed(address)
-        raise ApiError(401, "unauthenticated", "unknown, revoked or rotated token")
-    return caller
+    known = getattr(request.state, "caller", None)  # already checked at the edge, before the body was read
+    if isinstance(known, Caller):
+        return known
+    token = creds.credentials if creds is not None else None
+    return resolve_caller(request.app.state.ctx, token, client_address(request))
 
 
 def require(*roles: str) -> Callable[..., Caller]:

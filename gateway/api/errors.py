@@ -10,11 +10,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.control import ControlError
+
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, extra: dict | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, extra: dict | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra or {}
+        self.headers = headers or {}
 
 
 def error_body(code: str, message: str, **extra: object) -> dict:
@@ -39,7 +44,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "no such resource"),
         (409, "conflicts with the current state"),
         (422, "invalid input"),
-        (429, "too many failed sign-ins from this address"),
+        (429, "too many failed sign-ins from this address, or too many exports or searches at once (Retry-After)"),
     )
 }
 
@@ -47,7 +52,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        headers.update(exc.headers)
         return JSONResponse(error_body(exc.code, exc.message, **exc.extra), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -62,6 +68,11 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(ControlError)
+    async def doors_unreachable(request: Request, exc: ControlError) -> JSONResponse:
+        return JSONResponse(error_body("unavailable", f"the door process does not answer ({exc}); try again"),
+                            status_code=503, headers={"Retry-After": "2"})  # fmt: skip
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:

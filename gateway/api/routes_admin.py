@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -113,6 +113,6 @@ metrics_router = APIRouter()
 
 
 @metrics_router.get("/metrics", tags=["health"], response_class=Response)
-def metrics(caller: Caller = Depends(require("admin", "auditor", "operator"))) -> Response:
-    """Prometheus text format."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def metrics(request: Request, caller: Caller = Depends(require("admin", "auditor", "operator"))) -> Response:
+    """Prometheus text format: the door process's metrics."""
+    return Response(request.app.state.ctx.hooks.metrics_text(), media_type=CONTENT_TYPE_LATEST)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool, SingletonThreadPool
+from sqlalchemy.pool import NullPool, QueuePool
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 DB_NAME = "gateway.sqlite3"
@@ -28,14 +29,35 @@ def database_path(data_dir: Path) -> Path:
     return Path(data_dir) / DB_NAME
 
 
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def make_private(data_dir: Path) -> None:
+    """Entry logs and face templates are personal data: owner-only, whatever the umask was."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(PRIVATE_DIR)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path = data_dir / (DB_NAME + suffix)
+        if path.exists():
+            path.chmod(PRIVATE_FILE)
+
+
 def make_engine(data_dir: Path) -> Engine:
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    # One connection per thread, kept open: SQLite's page cache lives in the
-    # connection, and the door's path and the outbox share the loop thread.
-    engine = create_engine(f"sqlite:///{database_path(data_dir)}", poolclass=SingletonThreadPool, pool_size=8)
+    make_private(data_dir)
+    path = database_path(data_dir)
+    if not path.exists():  # SQLite creates it with the umask's mode; create it private first
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
+    # A pool of connections, each used by one thread at a time (SQLite's threading rule), most
+    # recently used first: SQLite's page cache lives in the connection, so the door's path keeps a warm one.
+    engine = create_engine(f"sqlite:///{path}", poolclass=QueuePool, pool_size=8, max_overflow=24,
+                           pool_timeout=10, pool_use_lifo=True)  # fmt: skip
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
 
 
 def make_reader_engine(data_dir: Path) -> Engine:
@@ -61,4 +83,5 @@ def upgrade(engine: Engine) -> None:
 def open_store(data_dir: Path) -> tuple[Engine, sessionmaker[Session]]:
     engine = make_engine(data_dir)
     upgrade(engine)
-    return engine, sessionmaker(engine, expire_on_commit=False)
+    make_private(Path(data_dir))  # the -wal and -shm files exist now
+    return engine, session_factory(engine)

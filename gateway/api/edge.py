@@ -1,0 +1,82 @@
+"""Limits at the edge: a request body costs nothing until its sender is known and its size allowed.
+
+FastAPI reads (and Starlette spools) a body before any route dependency runs,
+so the token check of `auth.require` alone would come after an anonymous
+300 MB upload. This ASGI middleware runs first: a request that announces a
+body must carry a valid token (401/429 otherwise) and a Content-Length within
+the route's limit (413 otherwise; 411 without a length). uvicorn then never
+lets the body exceed the length it announced.
+"""
+
+from __future__ import annotations
+
+import re
+
+import anyio
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.api.auth import resolve_caller
+from gateway.api.errors import ApiError, error_body
+from gateway.api.routes_roster import MAX_PHOTO_BYTES
+from gateway.enrolment import MAX_PHOTOS
+
+JSON_BODY_LIMIT = 64 * 1024
+MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries around the photos
+PHOTO_UPLOAD_LIMIT = MAX_PHOTOS * MAX_PHOTO_BYTES + MULTIPART_OVERHEAD
+PHOTO_UPLOAD = re.compile(r"^/api/v1/tenants/[^/]+/faces/?$")
+
+
+def body_limit(method: str, path: str) -> int:
+    """The largest body a route takes: photos on the face upload, a small JSON document elsewhere."""
+    if method == "POST" and PHOTO_UPLOAD.match(path):
+        return PHOTO_UPLOAD_LIMIT
+    return JSON_BODY_LIMIT
+
+
+class BodyGuard:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            await _refuse(scope, receive, send, ApiError(411, "length_required", "send a Content-Length"))
+            return
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            await _refuse(scope, receive, send, ApiError(400, "bad_request", "Content-Length is not a number"))
+            return
+        if length <= 0:
+            await self.app(scope, receive, send)
+            return
+        address = scope["client"][0] if scope.get("client") else "unknown"
+        ctx = scope["app"].state.ctx  # Starlette puts the app in the scope before its middleware runs
+        try:
+            caller = await anyio.to_thread.run_sync(resolve_caller, ctx, _bearer(headers), address)
+            limit = body_limit(scope["method"], scope["path"])
+            if length > limit:
+                raise ApiError(413, "too_large", f"this request takes at most {limit} bytes, not {length}")
+        except ApiError as exc:
+            await _refuse(scope, receive, send, exc)
+            return
+        scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, receive, send)
+
+
+def _bearer(headers: Headers) -> str | None:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, exc: ApiError) -> None:
+    extra = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    # The body stays unread: uvicorn closes the connection after this answer.
+    response = JSONResponse(error_body(exc.code, exc.message), status_code=exc.status,
+                            headers={"Connection": "close", **extra})  # fmt: skip
+    await response(scope, receive, send)

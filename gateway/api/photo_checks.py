@@ -1,0 +1,58 @@
+"""Enrolment photos are decoded and checked in a worker process, one upload at a time.
+
+Decoding a 50-megapixel PNG and finding faces in it takes seconds and hundreds
+of MB: on the API's event loop it would stall every other request. In the
+worker it costs that process only (the API runs at a lower priority than the
+doors anyway), and a decoder that crashes on a hostile file loses the worker,
+not the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from gateway.api.errors import ApiError
+from gateway.enrolment import PhotoResult
+
+WAIT_FOR_SLOT_S = 30.0  # a second administrator's upload waits this long for the first
+
+
+class PhotoChecker:
+    def __init__(self, concurrent_uploads: int = 1) -> None:
+        self._slots = asyncio.Semaphore(concurrent_uploads)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _workers(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: a forked child would inherit the API's thread locks in whatever state they were.
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    async def assess(self, photos: Sequence[tuple[str, bytes]]) -> list[PhotoResult]:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), WAIT_FOR_SLOT_S)
+        except TimeoutError:
+            raise ApiError(429, "busy", "another enrolment is being checked; try again in a minute") from None
+        try:
+            from recognition.quality import assess_photo  # dlib loads in the worker, on first use
+
+            loop = asyncio.get_running_loop()
+            results = []
+            for name, data in photos:  # one at a time: one decoded photo in memory, not five
+                try:
+                    verdict = await loop.run_in_executor(self._workers(), assess_photo, data)
+                except BrokenProcessPool:
+                    self._pool = None
+                    raise ApiError(422, "photo_rejected", f"{name}: the photo could not be decoded") from None
+                results.append(PhotoResult(name, verdict))
+            return results
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,86 @@
+"""The API's own process, started and watched by the door process (DESIGN §3).
+
+    python -m gateway.api.process PARENT_PID CONTROL_FD   (the config arrives pickled on stdin)
+
+HTTP from the LAN is parsed, authenticated and answered here, at a lower CPU
+priority than the doors and first in line for the OOM killer: a crash, a
+flood or a huge upload costs this process, which the door process restarts.
+It shares the SQLite database (WAL, a connection per thread) and reaches the
+doors only through gateway.control.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from config.models import GatewayConfig
+
+API_NICENESS = 10  # the door process keeps the CPU when both want it
+OOM_SCORE_ADJ = 500  # under memory pressure the kernel kills this process, not the doors
+PR_SET_PDEATHSIG = 1
+
+log = logging.getLogger("accessgw.api")
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGTERM when the door process dies, even by SIGKILL: no orphan keeps the port."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        log.warning("cannot ask to be stopped with the door process (not Linux?)")
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        sys.exit(0)
+
+
+def _lower_priority() -> None:
+    os.nice(API_NICENESS)
+    try:
+        Path("/proc/self/oom_score_adj").write_text(str(OOM_SCORE_ADJ))
+    except OSError:
+        pass
+
+
+def serve(cfg: GatewayConfig, control_fd: int) -> None:
+    from gateway.api.app import create_app
+    from gateway.api.auth import FailureLimiter
+    from gateway.api.context import ApiContext
+    from gateway.api.door_link import DoorLink
+    from gateway.api.server import make_server
+    from gateway.control import ControlClient
+    from gateway.snapshots import SnapshotStore
+    from gateway.store.db import make_engine, session_factory
+
+    engine = make_engine(cfg.data_dir)
+    hooks = DoorLink(ControlClient(socket.socket(fileno=control_fd)))
+    ctx = ApiContext(cfg, engine, session_factory(engine), hooks, SnapshotStore(cfg.data_dir),
+                     FailureLimiter(cfg.api.failed_auth_limit))  # fmt: skip
+    server = make_server(create_app(ctx), cfg.api)
+    try:
+        server.run()  # handles SIGTERM from the door process: finishes requests in flight, then exits
+    finally:
+        ctx.photos.close()
+        engine.dispose()
+    if not server.started:
+        sys.exit(3)  # could not bind: the door process says so and tries again later
+
+
+def main() -> None:
+    parent_pid, control_fd = int(sys.argv[1]), int(sys.argv[2])
+    _die_with_parent(parent_pid)
+    _lower_priority()
+    os.umask(0o077)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        stream=sys.stderr)  # fmt: skip
+    cfg: GatewayConfig = pickle.load(sys.stdin.buffer)  # from our own parent, through a pipe only it holds
+    serve(cfg, control_fd)
+
+
+if __name__ == "__main__":
+    main()

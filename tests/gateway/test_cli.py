@@ -130,3 +130,10 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     )
     problems = [line for line in result.stderr.splitlines() if "accessgw.service" in line]
     assert result.returncode == 0 and not problems, result.stderr
+
+
+def test_systemd_unit_bounds_the_service() -> None:
+    """Memory, tasks and /proc are bounded for the daemon and its API child together (issue 7)."""
+    lines = set((ROOT / "systemd" / "accessgw.service").read_text().splitlines())
+    for setting in ("MemoryMax=1536M", "TasksMax=256", "ProtectProc=invisible", "UMask=0077", "NoNewPrivileges=yes"):
+        assert setting in lines, setting

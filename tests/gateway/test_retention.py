@@ -33,3 +33,22 @@ def test_prune(tmp_path: Path) -> None:
         row = s.scalars(select(AuditLog).where(AuditLog.action == "retention.prune")).one()
         assert row.rows == 6 and row.details["entries"] == 2 and row.actor == "system"
     assert len(list(snaps.root.glob("*/*.jpg"))) == 1
+
+
+def test_prune_deletes_in_small_transactions(tmp_path: Path, monkeypatch) -> None:
+    """A large backlog goes in batches, so that a door's commit never waits for the whole delete."""
+    import gateway.retention as retention
+
+    monkeypatch.setattr(retention, "BATCH_ROWS", 7)
+    monkeypatch.setattr(retention, "PAUSE_S", 0)
+    _, sessions = open_store(tmp_path)
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    with sessions.begin() as s:
+        for i in range(30):
+            record_entry(s, "gw", EntryDraft(now - timedelta(days=400, minutes=i), "main", "card", "granted", "granted"))
+    transactions = []
+    real_begin = sessions.begin
+    monkeypatch.setattr(sessions, "begin", lambda: transactions.append(1) or real_begin())
+    removed = prune(sessions, SnapshotStore(tmp_path), RetentionConfig(entries_days=365, snapshots_days=30), now)
+    assert removed["entries"] == 30
+    assert len(transactions) >= 30 // 7 + 1

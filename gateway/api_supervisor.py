@@ -89,7 +89,9 @@ class ApiSupervisor:
         stopping = asyncio.create_task(stop.wait(), name="api-stop")
         try:
             await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not exited.done():
+            if exited.done():
+                self._kill_group()
+            else:
                 await self._terminate(exited)
             return self.proc.returncode
         finally:
@@ -108,6 +110,13 @@ class ApiSupervisor:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             await exited
+        self._kill_group()
+
+    def _kill_group(self) -> None:
+        """Whatever the API process left behind (its photo worker) goes with it: it leads its own group."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def _describe(code: int | None) -> str:

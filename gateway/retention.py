@@ -13,7 +13,6 @@ from gateway.snapshots import SnapshotStore
 from gateway.store.audit import audit
 from gateway.store.models import Alert, Entry
 
-
 BATCH_ROWS = 2000  # one batch holds SQLite's write lock for milliseconds, never a door's whole budget
 PAUSE_S = 0.02  # between batches the door's commits go first
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import signal
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,7 +31,8 @@ class PhotoChecker:
     def _workers(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn: a forked child would inherit the API's thread locks in whatever state they were.
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker, initargs=(os.getpid(),))  # fmt: skip
         return self._pool
 
     async def assess(self, photos: Sequence[tuple[str, bytes]]) -> list[PhotoResult]:
@@ -56,3 +59,9 @@ class PhotoChecker:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _init_worker(api_pid: int) -> None:
+    from gateway.api.process import die_with_parent
+
+    die_with_parent(api_pid, signal.SIGKILL)  # a photo being checked is not worth outliving the API

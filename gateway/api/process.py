@@ -29,14 +29,14 @@ PR_SET_PDEATHSIG = 1
 log = logging.getLogger("accessgw.api")
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """SIGTERM when the door process dies, even by SIGKILL: no orphan keeps the port."""
+def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> None:
+    """Get `sig` when the parent dies, even by SIGKILL: no orphan keeps the port or the memory."""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
     except (OSError, AttributeError):
-        log.warning("cannot ask to be stopped with the door process (not Linux?)")
+        log.warning("cannot ask to be stopped with the parent process (not Linux?)")
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        sys.exit(0)
+        os._exit(0)
 
 
 def _lower_priority() -> None:
@@ -73,7 +73,7 @@ def serve(cfg: GatewayConfig, control_fd: int) -> None:
 
 def main() -> None:
     parent_pid, control_fd = int(sys.argv[1]), int(sys.argv[2])
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     _lower_priority()
     os.umask(0o077)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",

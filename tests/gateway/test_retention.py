@@ -45,7 +45,8 @@ def test_prune_deletes_in_small_transactions(tmp_path: Path, monkeypatch) -> Non
     now = datetime(2026, 11, 23, 12, tzinfo=UTC)
     with sessions.begin() as s:
         for i in range(30):
-            record_entry(s, "gw", EntryDraft(now - timedelta(days=400, minutes=i), "main", "card", "granted", "granted"))
+            ts = now - timedelta(days=400, minutes=i)
+            record_entry(s, "gw", EntryDraft(ts, "main", "card", "granted", "granted"))
     transactions = []
     real_begin = sessions.begin
     monkeypatch.setattr(sessions, "begin", lambda: transactions.append(1) or real_begin())

@@ -11,6 +11,7 @@ from gateway import __version__
 from gateway.api import errors
 from gateway.api.context import ApiContext
 from gateway.api.edge import BodyGuard
+from gateway.api.headers import SecurityHeaders
 from gateway.api.routes_admin import metrics_router
 from gateway.api.routes_admin import router as admin_router
 from gateway.api.routes_records import router as records_router
@@ -32,7 +33,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     errors.install(app)
-    app.add_middleware(BodyGuard)  # added last = runs first: no body is read before its sender is known
+    app.add_middleware(BodyGuard)  # no body is read before its sender is known
+    app.add_middleware(SecurityHeaders)  # added last = outermost: BodyGuard's 401/413 get the headers too
     app.include_router(admin_router, prefix=PREFIX)
     app.include_router(roster_router, prefix=PREFIX)
     app.include_router(records_router, prefix=PREFIX)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.api.headers import security_headers
 from gateway.control import ControlError
 
 
@@ -76,4 +77,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(error_body("internal", "internal error; see the gateway log"), status_code=500)
+        # Starlette sends this from outside every middleware, SecurityHeaders too.
+        return JSONResponse(error_body("internal", "internal error; see the gateway log"), status_code=500,
+                            headers=security_headers(request.url.path))  # fmt: skip

@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from gateway.api.auth import Caller, require
 from gateway.api.errors import ApiError
+from gateway.api.limits import searching
 from gateway.api.schemas import CardIn, FacesOut, PhotoVerdictOut, TenantIn, TenantList, TenantOut, TenantPatch
-from gateway.enrolment import MAX_PHOTOS, EnrolmentError, assess_photos, enrol_faces
+from gateway.enrolment import MAX_PHOTOS, enrol_faces
 from gateway.store.audit import audit
 from gateway.store.models import Card, FaceTemplate, Tenant
 from gateway.store.roster import (
@@ -86,19 +87,35 @@ def list_tenants(
         query = query.where(
             or_(*(col.like(like, escape="\\") for col in (Tenant.id, Tenant.name, Tenant.permit_number, Tenant.room)))
         )
-    with _session(request) as s:
+    with searching(request), _session(request) as s:
         total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
         rows = s.scalars(query.order_by(Tenant.id).limit(limit).offset(offset)).all()
-        return TenantList(items=[_out(s, t) for t in rows], total=total)
+        found = TenantList(items=[_out(s, t) for t in rows], total=total)
+    filters = {"status": status, "q": q, "limit": limit, "offset": offset}
+    _audit_police(request, caller, "tenants.search", filters, len(found.items))
+    return found
 
 
 @router.get("/tenants/{tenant_id}", response_model=TenantOut)
 def read_tenant(tenant_id: str, request: Request, caller: Caller = Depends(READERS)) -> TenantOut:
     with _session(request) as s:
         try:
-            return _out(s, get_tenant(s, tenant_id))
+            found = _out(s, get_tenant(s, tenant_id))
         except RosterError as exc:
+            _audit_police(request, caller, "tenants.read", {"id": tenant_id}, 0)
             raise _roster_error(exc) from None
+    _audit_police(request, caller, "tenants.read", {"id": tenant_id}, 1)
+    return found
+
+
+def _audit_police(request: Request, caller: Caller, action: str, filters: dict[str, object], rows: int) -> None:
+    """Police look-ups of people are audited like entry reads; the admin's own roster work is not."""
+    if caller.role != "police":
+        return
+    shown = {k: v for k, v in filters.items() if v is not None}
+    with _session(request) as s, s.begin():
+        audit(s, caller.name, action, {"filters": shown, "address": caller.address}, route=request.url.path,
+              rows=rows)  # fmt: skip
 
 
 @router.patch("/tenants/{tenant_id}", response_model=TenantOut)
@@ -207,10 +224,7 @@ async def upload_faces(
     for photo in photos:
         data = await photo.read(MAX_PHOTO_BYTES + 1)  # never more than the limit in memory
         items.append((photo.filename or "photo", data))
-    try:
-        results = assess_photos(items)
-    except EnrolmentError as exc:
-        raise ApiError(422, "invalid_request", str(exc)) from None
+    results = await request.app.state.ctx.photos.assess(items)  # in a worker process, one upload at a time
     verdicts = [PhotoVerdictOut(name=r.name, ok=r.verdict.ok, reason=r.verdict.reason, detail=r.verdict.detail)
                 for r in results]  # fmt: skip
     if not all(r.verdict.ok for r in results):

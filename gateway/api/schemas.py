@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+
+from gateway.inputs import check_permit_date, check_text
 
 TenantId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Text people type: no control or bidi characters (gateway.inputs, shared with the CLI).
+Plain = Annotated[str, AfterValidator(lambda v: check_text(v, "text"))]
+# Permit dates: years 1900 to 2200 (gateway.inputs.PERMIT_YEARS).
+PermitDate = Annotated[date, AfterValidator(lambda v: check_permit_date(v, "date"))]
 
 
 class Strict(BaseModel):
@@ -15,20 +21,20 @@ class Strict(BaseModel):
 
 
 class TenantIn(Strict):
-    id: str = TenantId
-    name: str = Field(min_length=1, max_length=200)
-    permit_number: str = Field(min_length=1, max_length=64)
-    valid_from: date | None = None
-    valid_to: date
-    room: str | None = Field(None, max_length=64)
+    id: Plain = TenantId
+    name: Plain = Field(min_length=1, max_length=200)
+    permit_number: Plain = Field(min_length=1, max_length=64)
+    valid_from: PermitDate | None = None
+    valid_to: PermitDate
+    room: Plain | None = Field(None, max_length=64)
 
 
 class TenantPatch(Strict):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    permit_number: str | None = Field(None, min_length=1, max_length=64)
-    valid_from: date | None = None
-    valid_to: date | None = None
-    room: str | None = Field(None, max_length=64)
+    name: Plain | None = Field(None, min_length=1, max_length=200)
+    permit_number: Plain | None = Field(None, min_length=1, max_length=64)
+    valid_from: PermitDate | None = None
+    valid_to: PermitDate | None = None
+    room: Plain | None = Field(None, max_length=64)
 
 
 class TenantOut(BaseModel):
@@ -52,7 +58,7 @@ class TenantList(BaseModel):
 
 
 class CardIn(Strict):
-    number: int = Field(ge=0, le=0xFFFFFFFF)
+    number: StrictInt = Field(ge=0, le=0xFFFFFFFF)  # not true, "12" or 1.0
 
 
 class PhotoVerdictOut(BaseModel):
@@ -68,7 +74,7 @@ class FacesOut(BaseModel):
 
 
 class UserIn(Strict):
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: Plain = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     role: Literal["admin", "police", "auditor", "operator"]
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.access import CardHolder, TenantRecord, lookup_for_read
+from gateway.inputs import check_permit_date, check_text
 from gateway.store.models import Card, FaceTemplate, RosterMeta, Tenant
 
 STATUSES = ("active", "suspended", "revoked")
@@ -55,6 +56,15 @@ def tenant_record(t: Tenant) -> TenantRecord:
 def add_tenant(session: Session, new: NewTenant) -> Tenant:
     if not new.id.strip() or not new.name.strip() or not new.permit_number.strip():
         raise RosterError("tenant id, name and permit number must not be empty")
+    try:  # the same rule as the API's schemas, for the CLI and simulation too
+        for what, text in (("id", new.id), ("name", new.name), ("permit number", new.permit_number),
+                           ("room", new.room or "")):  # fmt: skip
+            check_text(text, what)
+        for what, day in (("valid-from", new.valid_from), ("valid-to", new.valid_to)):
+            if day is not None:
+                check_permit_date(day, what)
+    except ValueError as exc:
+        raise RosterError(str(exc)) from None
     if new.valid_from is not None and new.valid_from > new.valid_to:
         raise RosterError(f"valid-from {new.valid_from} is after valid-to {new.valid_to}")
     if session.get(Tenant, new.id) is not None:

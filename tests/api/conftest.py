@@ -38,15 +38,18 @@ class Api:
 
 @pytest.fixture
 def api(request: pytest.FixtureRequest, tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Api]:
-    """The running gateway; parametrize indirectly with a number to set api.failed_auth_limit."""
+    """The running gateway; parametrize indirectly with a number to set api.failed_auth_limit,
+    or with a dict of `api` settings."""
     port = free_port()
+    param = getattr(request, "param", 10)
+    api_settings = param if isinstance(param, dict) else {"failed_auth_limit": param}
     data = tmp_path / "data"
     cfg = {
         "gateway_id": "api-test",
         "data_dir": str(data),
         "timezone": "Asia/Shanghai",
         "mqtt": {"port": mosquitto.port},
-        "api": {"host": "127.0.0.1", "port": port, "failed_auth_limit": getattr(request, "param", 10)},
+        "api": {"host": "127.0.0.1", "port": port, **api_settings},
         "io_modules": [],
         "doors": [],
     }

@@ -108,6 +108,9 @@ def main() -> None:
 def run(config_path: str, simulate: bool, data_dir: Path | None, verbose: bool) -> None:
     """Run the gateway until SIGTERM or Ctrl-C."""
     setup_logging(verbose)
+    from gateway.priorities import door_first
+
+    door_first()  # before any thread starts: they inherit it
     from gateway.app import Gateway
 
     hardware = None

@@ -136,7 +136,9 @@ class OutboxPump:
         while not stop.is_set():
             self._wake.clear()
             try:
-                busy = self.step()
+                # In a thread: the store's commits (fsync, or a wait for SQLite's write lock) must not
+                # hold up the loop, where the doors are decided.
+                busy = await asyncio.to_thread(self.step)
             except Exception:  # a store hiccup must not end the uplink
                 log.exception("outbox step failed; retrying")
                 busy = False

@@ -18,12 +18,10 @@ import pickle
 import signal
 import socket
 import sys
-from pathlib import Path
 
 from config.models import GatewayConfig
+from gateway.priorities import api_after_doors
 
-API_NICENESS = 10  # the door process keeps the CPU when both want it
-OOM_SCORE_ADJ = 500  # under memory pressure the kernel kills this process, not the doors
 PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger("accessgw.api")
@@ -39,14 +37,6 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> None:
         os._exit(0)
 
 
-def _lower_priority() -> None:
-    os.nice(API_NICENESS)
-    try:
-        Path("/proc/self/oom_score_adj").write_text(str(OOM_SCORE_ADJ))
-    except OSError:
-        pass
-
-
 def serve(cfg: GatewayConfig, control_fd: int) -> None:
     from gateway.api.app import create_app
     from gateway.api.auth import FailureLimiter
@@ -57,7 +47,7 @@ def serve(cfg: GatewayConfig, control_fd: int) -> None:
     from gateway.snapshots import SnapshotStore
     from gateway.store.db import make_engine, session_factory
 
-    engine = make_engine(cfg.data_dir)
+    engine = make_engine(cfg.data_dir, sync_each_commit=False)  # see make_engine: the doors' fsyncs go first
     hooks = DoorLink(ControlClient(socket.socket(fileno=control_fd)))
     ctx = ApiContext(cfg, engine, session_factory(engine), hooks, SnapshotStore(cfg.data_dir),
                      FailureLimiter(cfg.api.failed_auth_limit))  # fmt: skip
@@ -74,7 +64,7 @@ def serve(cfg: GatewayConfig, control_fd: int) -> None:
 def main() -> None:
     parent_pid, control_fd = int(sys.argv[1]), int(sys.argv[2])
     die_with_parent(parent_pid)
-    _lower_priority()
+    api_after_doors()
     os.umask(0o077)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                         stream=sys.stderr)  # fmt: skip

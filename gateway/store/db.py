@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 DB_NAME = "gateway.sqlite3"
+BUSY_TIMEOUT_MS = 5000
+LOCK_POLL_S = 0.0002
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+def _sqlite_pragmas(dbapi_conn, _record, synchronous: str = "FULL") -> None:  # noqa: ANN001 - DB-API connection
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     # FULL: a committed entry survives a power cut, not only a crash (DESIGN §7).
-    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute(f"PRAGMA synchronous={synchronous}")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    # No checkpoint inside a commit: the door's commit would wait for the database file's fsync.
+    # The door process checkpoints in the background (gateway.store.checkpoint).
+    cur.execute("PRAGMA wal_autocheckpoint=0")
+    cur.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
     cur.close()
 
 
@@ -42,7 +52,10 @@ def make_private(data_dir: Path) -> None:
             path.chmod(PRIVATE_FILE)
 
 
-def make_engine(data_dir: Path) -> Engine:
+def make_engine(data_dir: Path, *, sync_each_commit: bool = True) -> Engine:
+    """`sync_each_commit=False` (the API process): commits are not fsynced on their own; they become
+    durable with the door process's next commit or checkpoint (both fsync the whole WAL), within
+    CHECKPOINT_EVERY_S. The doors' fsyncs then never queue behind the API's."""
     data_dir = Path(data_dir)
     make_private(data_dir)
     path = database_path(data_dir)
@@ -52,12 +65,43 @@ def make_engine(data_dir: Path) -> Engine:
     # recently used first: SQLite's page cache lives in the connection, so the door's path keeps a warm one.
     engine = create_engine(f"sqlite:///{path}", poolclass=QueuePool, pool_size=8, max_overflow=24,
                            pool_timeout=10, pool_use_lifo=True)  # fmt: skip
-    event.listen(engine, "connect", _sqlite_pragmas)
+    synchronous = "FULL" if sync_each_commit else "NORMAL"
+    event.listen(engine, "connect", lambda conn, record: _sqlite_pragmas(conn, record, synchronous))
     return engine
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def write_now(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds SQLite's write lock from its first statement (BEGIN IMMEDIATE).
+
+    For the door's read-then-write: a deferred transaction that read before another process
+    wrote would fail its write at once (SQLITE_BUSY_SNAPSHOT, no retry). Waiting for the lock
+    polls every 0.2 ms instead of SQLite's busy handler, which sleeps 1, 2, 5, 10 … ms.
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("PRAGMA busy_timeout=0")
+        try:
+            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+            while True:
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    break
+                except OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(LOCK_POLL_S)
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            yield conn
+        except BaseException:
+            conn.exec_driver_sql("ROLLBACK")
+            raise
+        conn.exec_driver_sql("COMMIT")
 
 
 def make_reader_engine(data_dir: Path) -> Engine:

@@ -1,0 +1,38 @@
+"""CPU and memory priorities: the doors first, the API after them, the API first out under memory pressure.
+
+On Linux a nice value belongs to a thread and is inherited by the threads and
+processes it starts, so each process sets its own before it starts any.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DOOR_NICE = -5  # also the unit's Nice=: a busy LAN client on the controller must not delay a card
+API_NICE = 10
+API_OOM_SCORE_ADJ = 500
+
+
+def door_first() -> None:
+    """The door process: nice -5 when allowed (root, CAP_SYS_NICE, or systemd's Nice=-5 already)."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if current <= DOOR_NICE:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, DOOR_NICE)
+    except PermissionError:
+        log.info("running at nice %d: give the service Nice=%d (the shipped unit does) so that "
+                 "other programs on this controller cannot delay a door", current, DOOR_NICE)  # fmt: skip
+
+
+def api_after_doors() -> None:
+    """The API process: an absolute nice 10 whatever it inherited, and first in line for the OOM killer."""
+    os.setpriority(os.PRIO_PROCESS, 0, max(API_NICE, os.getpriority(os.PRIO_PROCESS, 0)))
+    try:
+        Path("/proc/self/oom_score_adj").write_text(str(API_OOM_SCORE_ADJ))
+    except OSError:
+        pass

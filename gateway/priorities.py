@@ -12,7 +12,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-DOOR_NICE = -5  # also the unit's Nice=: a busy LAN client on the controller must not delay a card
+DOOR_NICE = -10  # also the unit's Nice=: a busy program on the controller (even the API) must not delay a card
 API_NICE = 10
 API_OOM_SCORE_ADJ = 500
 

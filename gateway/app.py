@@ -31,6 +31,7 @@ from gateway.clock import local_zone
 from gateway.doors import AlertChange, DoorState
 from gateway.events import BadFrame, CameraStatus, CardPresented, DoorInput, DriverEvent, IoStatus, ReaderStatus
 from gateway.health import Health
+from gateway.priorities import door_realtime
 from gateway.retention import prune
 from gateway.snapshots import SnapshotStore
 from gateway.store.audit import audit
@@ -471,19 +472,23 @@ class Gateway:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
 
+    def _start_door_threads(self) -> None:
+        for module in self.io.values():
+            module.start()
+        for reader in self.readers:
+            reader.start()
+
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         # Driver threads (a relay write, a card frame) must get the GIL quickly
         # while the loop is busy: Python's default hand-over interval is 5 ms.
         sys.setswitchinterval(0.0005)
         notifier = sdnotify.SystemdNotifier()
-        for module in self.io.values():
-            module.start()
-        for reader in self.readers:
-            reader.start()
         self.link.start()
         if self.vision is not None:
             self.vision.start(self._stop)
+        # Last: the loop and the door's own threads get the real-time class; nothing started later does.
+        realtime = door_realtime(self._start_door_threads)
         self._ensure_first_admin()
         api_task = asyncio.create_task(self.api.run(self._stop), name="api")
         tasks = [
@@ -495,7 +500,7 @@ class Gateway:
             asyncio.create_task(checkpoint_loop(self.engine, self._stop), name="checkpoint"),
         ]
         log.info(
-            "gateway %s running: %d reader(s), %d I/O module(s), %d door(s); outbox depth %d; broker %s:%s",
+            "gateway %s running: %d reader(s), %d I/O module(s), %d door(s); outbox depth %d; broker %s:%s%s",
             self.cfg.gateway_id,
             len(self.readers),
             len(self.io),
@@ -503,6 +508,7 @@ class Gateway:
             self.outbox.depth(),
             self.cfg.mqtt.host,
             self.cfg.mqtt.port,
+            "; door threads real-time (SCHED_RR)" if realtime else "",
         )
         notifier.notify("READY=1")
         if ready is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -36,3 +37,30 @@ def api_after_doors() -> None:
         Path("/proc/self/oom_score_adj").write_text(str(API_OOM_SCORE_ADJ))
     except OSError:
         pass
+
+
+DOOR_RT_PRIORITY = 10  # SCHED_RR: above every ordinary program, far below the kernel's own threads
+
+
+def door_realtime(start_door_threads: Callable[[], None]) -> bool:
+    """Run the calling (loop) thread and the door threads it starts now under SCHED_RR.
+
+    Only the door's path gets it: the loop thread, then the reader and relay threads it starts
+    (they inherit it). Afterwards the loop thread sets "reset on fork", so every thread or process
+    it starts later (executor threads, the API, camera work) starts as an ordinary one.
+    A card's work is a few milliseconds of CPU; under SCHED_RR it is never queued behind
+    ordinary programs, which nice alone does not promise on a busy 2-core controller.
+    Needs root, CAP_SYS_NICE or LimitRTPRIO (the unit gives LimitRTPRIO=10); else nothing changes.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(DOOR_RT_PRIORITY))
+    except OSError as exc:
+        log.info("door threads at ordinary priority (%s); the unit's LimitRTPRIO=%d allows SCHED_RR",
+                 exc.strerror, DOOR_RT_PRIORITY)  # fmt: skip
+        start_door_threads()
+        return False
+    try:
+        start_door_threads()
+    finally:
+        os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(DOOR_RT_PRIORITY))
+    return True

@@ -55,7 +55,7 @@ def make_private(data_dir: Path) -> None:
 def make_engine(data_dir: Path, *, sync_each_commit: bool = True) -> Engine:
     """`sync_each_commit=False` (the API process): commits are not fsynced on their own; they become
     durable with the door process's next commit or checkpoint (both fsync the whole WAL), within
-    CHECKPOINT_EVERY_S. The doors' fsyncs then never queue behind the API's."""
+    gateway.store.checkpoint.CHECKPOINT_EVERY_S at worst. The doors' fsyncs then never queue behind the API's."""
     data_dir = Path(data_dir)
     make_private(data_dir)
     path = database_path(data_dir)

@@ -117,6 +117,10 @@ def test_the_api_process_runs_behind_the_doors_and_dies_with_them(rig: Rig) -> N
     assert child is not None
     assert os.getpriority(os.PRIO_PROCESS, child) >= os.getpriority(os.PRIO_PROCESS, rig.proc.pid) + 10  # type: ignore[union-attr]
     assert int(Path(f"/proc/{child}/oom_score_adj").read_text()) >= 500
+    if os.geteuid() == 0:  # root may give the door's loop thread the real-time class; the API never has it
+        assert os.sched_getscheduler(rig.proc.pid) & ~os.SCHED_RESET_ON_FORK == os.SCHED_RR  # type: ignore[union-attr]
+        assert os.sched_getscheduler(child) == os.SCHED_OTHER
+        assert "door threads real-time (SCHED_RR)" in rig.log()
     rig.kill()  # SIGKILL: no chance to stop the child in order
     wait_until(lambda: not Path(f"/proc/{child}").exists() or b"Z" in Path(f"/proc/{child}/stat").read_bytes()[:80],
                10, 0.05, "API process gone with the doors")  # fmt: skip

@@ -64,6 +64,7 @@ class ApiSupervisor:
     async def _run_once(self, stop: asyncio.Event) -> int | None:
         ours, theirs = socket.socketpair()
         env = {k: v for k, v in os.environ.items() if k not in CHILD_ENV_DROP}
+        env.setdefault("MALLOC_ARENA_MAX", "2")  # dozens of request threads: one glibc arena each would hold memory
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gateway.api.process", str(os.getpid()), str(theirs.fileno()),

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from config.models import RecognitionConfig
-from gateway.events import FaceSeen
+from drivers.events import FaceSeen
 from recognition.faces import analyse_frame
 from recognition.index import TemplateIndex
 from recognition.pipeline import FacePipeline

@@ -21,7 +21,7 @@ from pymodbus.client import ModbusSerialClient
 from pymodbus.pdu import ModbusPDU
 
 from config.models import IoModuleConfig
-from gateway.events import DoorInput, DriverEvent, IoStatus
+from drivers.events import DoorInput, DriverEvent, IoStatus
 
 log = logging.getLogger(__name__)
 

@@ -38,8 +38,8 @@ import cv2
 import numpy as np
 
 from config.models import CameraConfig
+from drivers.events import CameraStatus, DriverEvent
 from drivers.onvif_camera import CameraEndpoints, CameraError, redact_url, resolve_stream
-from gateway.events import CameraStatus, DriverEvent
 
 log = logging.getLogger(__name__)
 

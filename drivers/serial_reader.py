@@ -14,9 +14,9 @@ from collections.abc import Callable
 import serial
 
 from config.models import ReaderConfig
+from drivers.events import BadFrame, CardPresented, DriverEvent, ReaderStatus
 from drivers.framers import Framer, framer_for
 from drivers.frames import Card, FrameError
-from gateway.events import BadFrame, CardPresented, DriverEvent, ReaderStatus
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from prometheus_client import generate_latest
 from sqlalchemy import select
 
 from config.models import DoorConfig, GatewayConfig
+from drivers.events import BadFrame, CameraStatus, CardPresented, DoorInput, DriverEvent, IoStatus, ReaderStatus
 from drivers.modbus_io import ModbusIoModule
 from drivers.serial_reader import SerialCardReader
 from gateway import metrics
@@ -29,7 +30,6 @@ from gateway.access import Decision, decide_card
 from gateway.api_supervisor import STOP_WAIT_S, ApiSupervisor
 from gateway.clock import local_zone
 from gateway.doors import AlertChange, DoorState
-from gateway.events import BadFrame, CameraStatus, CardPresented, DoorInput, DriverEvent, IoStatus, ReaderStatus
 from gateway.health import Health
 from gateway.priorities import door_realtime
 from gateway.retention import prune

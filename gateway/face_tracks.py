@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.events import FaceSeen
+from drivers.events import FaceSeen
 
 
 @dataclass

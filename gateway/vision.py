@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from config.models import CameraConfig, DoorConfig
+from drivers.events import CardPresented, FaceSeen
 from drivers.rtsp_capture import RtspCapture
 from drivers.snapshots import encode_jpeg
 from gateway import metrics
 from gateway.access import CardHolder, Decision, FaceAtDoor, Reason, decide_card_and_face, decide_face
-from gateway.events import CardPresented, FaceSeen
 from gateway.face_tracks import FaceTracks
 from gateway.snapshots import SnapshotStore
 from gateway.store.journal import AlertDraft, EntryDraft, new_event_id

@@ -23,7 +23,7 @@ from datetime import datetime
 import numpy as np
 
 from config.models import RecognitionConfig
-from gateway.events import FaceSeen
+from drivers.events import FaceSeen
 from recognition.faces import FrameAnalysis, analyse_frame_timed, warm_up
 from recognition.index import TemplateIndex
 from recognition.stats import PipelineStats, StatsRecorder

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.events import DriverEvent
+from drivers.events import DriverEvent
 from tests.peers import wait_until
 
 __all__ = ["Events", "wait_until"]

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from config.models import CameraConfig
+from drivers.events import CameraStatus
 from drivers.onvif_camera import CameraError, redact_url, resolve_stream, with_credentials, wsdl_dir
 from drivers.rtsp_capture import Frame, RtspCapture, diagnose_open_failure, probe_camera
 from drivers.snapshots import encode_jpeg
-from gateway.events import CameraStatus
 from tests.drivers.camera_support import (
     REPO,
     SilentServer,

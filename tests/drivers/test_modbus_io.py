@@ -10,9 +10,9 @@ import pytest
 from pymodbus.client import ModbusSerialClient
 
 from config.models import IoModuleConfig
+from drivers.events import DoorInput, IoStatus
 from drivers.modbus_io import ModbusIoModule
 from drivers.simulators import SimulatedRelayBoard
-from gateway.events import DoorInput, IoStatus
 from tests.drivers.support import Events, wait_until
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from config.models import ReaderConfig
+from drivers.events import BadFrame, CardPresented, ReaderStatus
 from drivers.serial_reader import SerialCardReader
 from drivers.simulators import SimulatedCardReader, VirtualSerialLink
-from gateway.events import BadFrame, CardPresented, ReaderStatus
 from tests.drivers.support import Events
 
 

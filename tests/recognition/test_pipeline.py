@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from config.models import RecognitionConfig
-from gateway.events import FaceSeen
+from drivers.events import FaceSeen
 from recognition.index import TemplateIndex
 from recognition.pipeline import FacePipeline
 from recognition.quality import assess_photo

@@ -26,9 +26,10 @@ from drivers.events import BadFrame, CameraStatus, CardPresented, DoorInput, Dri
 from drivers.modbus_io import ModbusIoModule
 from drivers.serial_reader import SerialCardReader
 from gateway import metrics
-from gateway.access import Decision, decide_card
+from gateway.alerts import AlertLog
 from gateway.api_supervisor import STOP_WAIT_S, ApiSupervisor
 from gateway.clock import local_zone
+from gateway.door_path import DoorPath
 from gateway.doors import AlertChange, DoorState
 from gateway.health import Health
 from gateway.priorities import door_realtime
@@ -36,10 +37,9 @@ from gateway.retention import prune
 from gateway.snapshots import SnapshotStore
 from gateway.store.audit import audit
 from gateway.store.checkpoint import checkpoint_loop
-from gateway.store.db import open_store, write_now
-from gateway.store.journal import AlertDraft, EntryDraft, SqlOutbox, record_alert, record_entry
+from gateway.store.db import open_store
+from gateway.store.journal import AlertDraft, SqlOutbox
 from gateway.store.models import RosterMeta
-from gateway.store.roster import holders_for_read
 
 if TYPE_CHECKING:
     from gateway.vision import Vision
@@ -51,7 +51,6 @@ from sync.topics import Topics
 log = logging.getLogger("accessgw")
 
 DRAIN_ON_STOP_S = 5.0
-UNLOCK_SEND_WAIT_S = 0.003
 RETENTION_EVERY_S = 24 * 3600
 
 
@@ -79,7 +78,6 @@ class Gateway:
         )
         self.pump.attach(self.link)
         self.doors = {d.id: DoorState(d) for d in cfg.doors}
-        self.door_by_reader = {d.reader: self.doors[d.id] for d in cfg.doors if d.reader}
         self.inputs: dict[tuple[str, int], tuple[DoorState, str]] = {}
         for d in cfg.doors:
             for role in ("contact", "exit_button", "fire_alarm"):
@@ -87,18 +85,19 @@ class Gateway:
                 if ref is not None:
                     self.inputs[(ref.io, ref.input)] = (self.doors[d.id], role)
         self.readers = [SerialCardReader(r, self.emit) for r in cfg.readers]
+        self.io = {m.id: ModbusIoModule(m, self.emit) for m in cfg.io_modules}
+        self.alerts = AlertLog(self.engine, cfg.gateway_id, self.pump.notify)
+        self.door_path = DoorPath(self.engine, cfg.gateway_id, self.zone, self.doors, dict(self.io), cfg.readers,
+                                  self.health, self.pump.notify)  # fmt: skip
         self.vision: Vision | None = None
         if cfg.cameras:
             from gateway.vision import Vision  # dlib and OpenCV load only where cameras exist
 
-            self.vision = Vision(self)
-        self.io = {m.id: ModbusIoModule(m, self.emit) for m in cfg.io_modules}
-        self.reader_cfg = {r.id: r for r in cfg.readers}
-        self._last_read: dict[str, tuple[int, float]] = {}
+            self.vision = Vision(cfg, self.engine, self.zone, self.doors, self.door_path, self.alerts, self.emit,
+                                 self.call_in_loop)  # fmt: skip
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state_dirty = asyncio.Event()
         self._stop = asyncio.Event()
-        self.on_entry: Callable[[EntryDraft, str], None] | None = None  # for simulators and tests
         self.api = ApiSupervisor(cfg, self._control_handlers(), self._api_error)
         metrics.bind(metrics.OUTBOX_DEPTH, self.outbox.depth)
 
@@ -119,7 +118,7 @@ class Gateway:
         try:
             match event:
                 case CardPresented():
-                    self.on_card(event)
+                    self.door_path.on_card(event)
                 case BadFrame():
                     self.health.count_bad_frame(event.reader, event.kind)
                     metrics.BAD_FRAMES.labels(event.reader, event.kind).inc()
@@ -136,128 +135,6 @@ class Gateway:
         except Exception:  # one bad event must not stop the doors
             log.exception("failed to handle %r", event)
 
-    # --- the door's path -----------------------------------------------------
-    def _repeated(self, event: CardPresented) -> bool:
-        cfg = self.reader_cfg.get(event.reader)
-        window = (cfg.repeat_suppress_ms if cfg else 0) / 1000.0
-        last = self._last_read.get(event.reader)
-        self._last_read[event.reader] = (event.card_number, event.mono)
-        return last is not None and last[0] == event.card_number and event.mono - last[1] < window
-
-    def on_card(self, event: CardPresented) -> None:
-        picked = time.monotonic()  # the loop has the event: the time before this is queueing
-        self.health.swipes += 1
-        metrics.SWIPES.labels(event.reader).inc()
-        door = self.door_by_reader.get(event.reader)
-        if door is None:
-            log.warning("card %s on reader %s, which no door uses", event.card_number, event.reader)
-            return
-        if self._repeated(event):
-            return
-        if door.cfg.mode == "card_and_face" and self.vision is not None:
-            with self.engine.connect() as db:
-                holders = holders_for_read(db, event.card_number, event.card_bits)
-            self.vision.card_swiped(door.cfg, event, holders)
-            return
-        with write_now(self.engine) as db:
-            holders = holders_for_read(db, event.card_number, event.card_bits)
-            decision = decide_card(holders, door.policy, event.ts.astimezone(self.zone))
-            draft = self.card_draft(door.cfg, event, decision, "card", len(holders))
-            entry = record_entry(db, self.cfg.gateway_id, draft)
-        self._after_decision(draft, door.cfg, decision.granted, entry.id, event.mono, (picked, time.monotonic()))
-
-    def card_draft(
-        self, door: DoorConfig, event: CardPresented, decision: Decision, method: str, matches: int = 1
-    ) -> EntryDraft:
-        return EntryDraft(
-            ts=event.ts,
-            door=door.id,
-            method=method,
-            decision="granted" if decision.granted else "denied",
-            reason=decision.reason.value,
-            reader=event.reader,
-            card_number=event.card_number,
-            card_bits=event.card_bits,
-            tenant_id=decision.tenant_id,
-            details={"ambiguous": True, "matches": matches} if decision.ambiguous else None,
-        )
-
-    def record_card_entry(self, door: DoorConfig, event: CardPresented, decision: Decision, method: str) -> None:
-        self.record_decision(self.card_draft(door, event, decision, method), door, decision.granted)
-
-    def record_decision(
-        self,
-        draft: EntryDraft,
-        door: DoorConfig,
-        granted: bool,
-        *,
-        entry_id: str | None = None,
-        since_mono: float | None = None,
-    ) -> None:
-        """Commit the entry with its outbox row, then pulse the lock if granted (DESIGN §2)."""
-        with write_now(self.engine) as db:
-            entry = record_entry(db, self.cfg.gateway_id, draft, entry_id)
-        self._after_decision(draft, door, granted, entry.id, since_mono)
-
-    def _after_decision(
-        self,
-        draft: EntryDraft,
-        door: DoorConfig,
-        granted: bool,
-        entry_id: str,
-        since_mono: float | None,
-        steps: tuple[float, float] | None = None,
-    ) -> None:
-        if granted:
-            self.unlock(door)
-        timing = ""
-        if since_mono is not None:
-            done = time.monotonic()
-            timing = f" in {(done - since_mono) * 1000:.2f} ms"
-            if steps is not None:  # where the time went: waiting for the loop, decide + commit, relay hand-over
-                picked, committed = steps
-                timing += (f" (queue {(picked - since_mono) * 1000:.2f}, commit {(committed - picked) * 1000:.2f},"
-                           f" relay {(done - committed) * 1000:.2f})")  # fmt: skip
-        self._entry_done(draft, entry_id, timing)
-
-    def unlock(self, door: DoorConfig) -> None:
-        module = self.io.get(door.lock.io)
-        if module is None:
-            return
-        sent = module.pulse(door.lock.coil, door.lock.pulse_ms)
-        # Wait (bounded) for the relay write to leave: this hands the GIL to the bus
-        # thread now, instead of after the loop's bookkeeping for this entry.
-        sent.wait(UNLOCK_SEND_WAIT_S)
-        self.doors[door.id].unlocked(time.monotonic(), door.lock.pulse_ms / 1000.0)
-        log.info("door %s unlocked for %d ms (%s coil %d)", door.id, door.lock.pulse_ms, door.lock.io, door.lock.coil)
-
-    def _entry_done(self, draft: EntryDraft, entry_id: str, timing: str = "") -> None:
-        self.pump.notify()
-        metrics.DECISIONS.labels(draft.door, draft.method, draft.decision, draft.reason).inc()
-        card = f" {draft.card_number}/{draft.card_bits}" if draft.card_number is not None else ""
-        log.info(
-            "entry %s %s%s -> %s (%s) tenant=%s id=%s%s",
-            draft.door,
-            draft.method,
-            card,
-            draft.decision,
-            draft.reason,
-            draft.tenant_id,
-            entry_id,
-            timing,
-        )
-        if draft.details and draft.details.get("ambiguous"):
-            log.warning(
-                "26-bit read %s matches %s enrolled cards: refused", draft.card_number, draft.details["matches"]
-            )
-        if self.on_entry is not None:
-            self.on_entry(draft, entry_id)
-
-    def record_simple_entry(self, door: DoorConfig, method: str) -> None:
-        """Exit button and remote opens: always granted, always logged."""
-        draft = EntryDraft(ts=datetime.now(UTC), door=door.id, method=method, decision="granted", reason="granted")
-        self.record_decision(draft, door, True)
-
     # --- inputs and alerts ---------------------------------------------------
     def on_input(self, event: DoorInput) -> None:
         target = self.inputs.get((event.io, event.input))
@@ -270,14 +147,15 @@ class Gateway:
         if role == "contact":
             self._raise_changes(door.cfg.id, door.contact(active, now))
         elif role == "exit_button" and active:
-            self.record_simple_entry(door.cfg, "exit_button")
+            self.door_path.open(door.cfg, "exit_button")
         elif role == "fire_alarm" and active != door.fire:
             door.fire = active
             self.on_fire_alarm(door.cfg, active)
 
     def on_fire_alarm(self, door: DoorConfig, active: bool) -> None:
-        if door.lock.fail_safe and door.lock.io in self.io:
-            self.io[door.lock.io].set_coil(door.lock.coil, active)
+        lock = self.io.get(door.lock.io)
+        if door.lock.fail_safe and lock is not None:
+            (lock.hold if active else lock.release)(door.lock.coil)
         state, severity = ("raised", "critical") if active else ("cleared", "info")
         self.raise_alert(AlertDraft(datetime.now(UTC), "fire_alarm", state, severity, door=door.id))
 
@@ -285,14 +163,8 @@ class Gateway:
         for c in changes:
             self.raise_alert(AlertDraft(datetime.now(UTC), c.kind, c.state, c.severity, door=door_id))
 
-    def raise_alert(self, draft: AlertDraft, alert_id: str | None = None) -> None:
-        with write_now(self.engine) as db:
-            alert = record_alert(db, self.cfg.gateway_id, draft, alert_id)
-        metrics.ALERTS.labels(draft.kind, draft.state).inc()
-        log.warning(
-            "alert %s %s door=%s details=%s id=%s", draft.kind, draft.state, draft.door, draft.details, alert.id
-        )
-        self.pump.notify()
+    def raise_alert(self, draft: AlertDraft) -> None:
+        self.alerts.raise_(draft)
 
     def _device_status(self, kind: str, key: str, online: bool, error: str | None) -> None:
         table = {"reader": self.health.readers, "io": self.health.io_modules, "camera": self.health.cameras}[kind]
@@ -385,7 +257,7 @@ class Gateway:
         with self.sessions.begin() as s:  # every remote open is audited (DESIGN §8), whoever asks
             audit(s, "platform", "door.open", {"door": door.cfg.id, "transaction": request.get("transaction")},
                   route="mqtt request/door/open")  # fmt: skip
-        self.record_simple_entry(door.cfg, "remote")
+        self.door_path.open(door.cfg, "remote")
         return {"door": door.cfg.id}
 
     # --- lifecycle -------------------------------------------------------------
@@ -456,7 +328,7 @@ class Gateway:
             if door is None:
                 raise KeyError(f"no door {request.get('door')!r}")
             log.info("remote open of door %s by %s (API)", door.cfg.id, str(request.get("actor"))[:64])
-            self.record_simple_entry(door.cfg, "remote")
+            self.door_path.open(door.cfg, "remote")
             return door.cfg.id
 
         async def metrics_text(_: dict[str, Any]) -> str:

@@ -19,6 +19,11 @@ MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
+def api_path(kind: str, event_id: str) -> str:
+    """Where the API serves an event's snapshot: known before the file exists (it is written after the pulse)."""
+    return f"/api/v1/{kind}/{event_id}/snapshot"
+
+
 class SnapshotStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "snapshots"
@@ -34,7 +39,7 @@ class SnapshotStore:
         with open(tmp, "wb") as f:
             f.write(jpeg)
         os.replace(tmp, path)
-        return f"/api/v1/{kind}/{event_id}/snapshot"
+        return api_path(kind, event_id)
 
     def find(self, event_id: str) -> Path | None:
         """The event's snapshot: a regular file in a day folder, no symlink on the way, inside the root."""

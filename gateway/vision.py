@@ -9,59 +9,58 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
+from sqlalchemy import Engine
 
-from config.models import CameraConfig, DoorConfig
-from drivers.events import CardPresented, FaceSeen
+from config.models import CameraConfig, DoorConfig, GatewayConfig
+from drivers.events import CardPresented, DriverEvent, FaceSeen
 from drivers.rtsp_capture import RtspCapture
 from drivers.snapshots import encode_jpeg
 from gateway import metrics
-from gateway.access import CardHolder, Decision, FaceAtDoor, Reason, decide_card_and_face, decide_face
+from gateway.access import CardHolder, Decision, FaceAtDoor, Reason, decide_face
+from gateway.alerts import AlertLog
+from gateway.door_modes import CardAndFaceWaits, FaceStep, PendingSwipe, Settled, face_step
+from gateway.door_path import DoorPath, card_draft
+from gateway.doors import DoorState
 from gateway.face_tracks import FaceTracks
-from gateway.snapshots import SnapshotStore
+from gateway.snapshots import SnapshotStore, api_path
 from gateway.store.journal import AlertDraft, EntryDraft, new_event_id
 from gateway.store.roster import change_counter, face_templates_of_matchable_tenants, tenant_records
 from recognition.index import TemplateIndex
 from recognition.pipeline import FacePipeline
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
-
 log = logging.getLogger("accessgw.vision")
-
-RECENT_FACES = 64  # per door: enough for every face within a card_and_face window
-
-
-@dataclass
-class PendingSwipe:
-    """A card at a card_and_face door, waiting for its tenant's face."""
-
-    door: DoorConfig
-    event: CardPresented
-    holders: list[CardHolder]
 
 
 class Vision:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
-        cfg = gateway.cfg
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        engine: Engine,
+        zone: ZoneInfo,
+        doors: dict[str, DoorState],
+        door_path: DoorPath,
+        alerts: AlertLog,
+        emit: Callable[[DriverEvent], None],
+        call_in_loop: Callable[..., None],
+    ) -> None:
+        self.cfg, self.engine, self.zone, self.doors = cfg, engine, zone, doors
+        self.door_path, self.alerts, self.call_in_loop = door_path, alerts, call_in_loop
         self.cameras: dict[str, CameraConfig] = {c.id: c for c in cfg.cameras}
         self.index = TemplateIndex()
-        self.captures = {c.id: RtspCapture(c.id, c, gateway.emit) for c in cfg.cameras}
+        self.captures = {c.id: RtspCapture(c.id, c, emit) for c in cfg.cameras}
         self.pipeline = FacePipeline(cfg.recognition, self.index, self._face_from_thread) if cfg.cameras else None
         self.tracks = FaceTracks(forget_after_s=max(30.0, 4 * cfg.recognition.track_gap_s))
-        self.recent: dict[str, deque[tuple[FaceAtDoor, FaceSeen]]] = {
-            d.id: deque(maxlen=RECENT_FACES) for d in cfg.doors
-        }
-        self.pending: list[PendingSwipe] = []
+        self.waits: CardAndFaceWaits[FaceSeen] = CardAndFaceWaits()
         self.snapshots = SnapshotStore(cfg.data_dir)
         self._roster_seen = -1
         self._tasks: list[asyncio.Task[None]] = []
+        door_path.await_face = self.card_swiped
         pipeline = self.pipeline
         if pipeline is not None:
             metrics.bind(metrics.FRAMES_ANALYSED, lambda: pipeline.stats().frames_analysed)
@@ -91,7 +90,7 @@ class Vision:
 
     def reload_index(self) -> None:
         """Reload templates when the roster changed (CLI, API or platform, in any process)."""
-        with self.gw.engine.connect() as conn:
+        with self.engine.connect() as conn:
             counter = change_counter(conn)
             if counter == self._roster_seen:
                 return
@@ -122,7 +121,7 @@ class Vision:
 
     # --- faces -------------------------------------------------------------------
     def _face_from_thread(self, face: FaceSeen) -> None:
-        self.gw.call_in_loop(self.on_face, face)
+        self.call_in_loop(self.on_face, face)
 
     def on_face(self, face: FaceSeen) -> None:
         cam = self.cameras.get(face.camera)
@@ -136,19 +135,27 @@ class Vision:
         if triggers.stranger:
             self._stranger(face, cam)
 
-    def _snapshot(self, kind: str, event_id: str, ts: datetime, face: FaceSeen) -> str | None:
-        if not self.gw.cfg.snapshots.enabled or face.frame is None:
-            return None
-        try:
-            return self.snapshots.save(kind, event_id, ts, encode_jpeg(face.frame))
-        except OSError as exc:  # a full disk must not stop the door
-            log.warning("snapshot %s not saved: %s", event_id, exc)
-            return None
+    def _snapshot_path(self, kind: str, event_id: str, face: FaceSeen) -> str | None:
+        """The API path an event names; its file is written after the door's pulse (`_write_snapshot`)."""
+        return api_path(kind, event_id) if self.cfg.snapshots.enabled and face.frame is not None else None
+
+    def _write_snapshot(self, kind: str, event_id: str, ts: datetime, face: FaceSeen) -> None:
+        """JPEG encoding and the disk write happen off the loop, after the door was decided and driven."""
+        if not self.cfg.snapshots.enabled or face.frame is None:
+            return
+        frame = face.frame
+
+        def write() -> None:
+            try:
+                self.snapshots.save(kind, event_id, ts, encode_jpeg(frame))
+            except OSError as exc:  # a full disk must not stop the door; the API then answers 404
+                log.warning("snapshot %s not saved: %s", event_id, exc)
+
+        asyncio.get_running_loop().run_in_executor(None, write)
 
     def _alert(self, kind: str, severity: str, face: FaceSeen, cam: CameraConfig, **details: Any) -> None:
         ts = datetime.now(UTC)
         alert_id = new_event_id(ts)
-        snapshot = self._snapshot("alerts", alert_id, ts, face)
         draft = AlertDraft(
             ts,
             kind,
@@ -158,31 +165,32 @@ class Vision:
             camera=cam.id,
             tenant_id=face.tenant_id,
             details={"track": face.track_id, **details},
-            snapshot=snapshot,
+            snapshot=self._snapshot_path("alerts", alert_id, face),
         )
-        self.gw.raise_alert(draft, alert_id)
+        self.alerts.raise_(draft, alert_id)
+        self._write_snapshot("alerts", alert_id, ts, face)
 
     def _identified(self, face: FaceSeen, cam: CameraConfig) -> None:
         assert face.tenant_id is not None
-        with self.gw.engine.connect() as conn:
+        with self.engine.connect() as conn:
             tenant = tenant_records(conn, [face.tenant_id]).get(face.tenant_id)
         if tenant is not None and tenant.watchlist:
             self._alert("watchlist_hit", "critical", face, cam, distance=face.distance)
         if cam.door is None or cam.role != "entry":
             return
-        door = self.gw.doors[cam.door].cfg
-        if door.mode in ("face", "card_or_face"):
-            decision = decide_face(tenant, self.gw.doors[door.id].policy, face.frame_ts.astimezone(self.gw.zone))
-            self._record_face_entry(door, decision, face, "face")
-        elif door.mode == "card_and_face":
-            self.recent[door.id].append((FaceAtDoor(face.tenant_id, face.frame_mono), face))
+        door = self.doors[cam.door]
+        step = face_step(door.cfg.mode)
+        if step is FaceStep.DECIDE:
+            decision = decide_face(tenant, door.policy, face.frame_ts.astimezone(self.zone))
+            self._record_face_entry(door.cfg, decision, face, "face")
+        elif step is FaceStep.PAIR_WITH_CARD:
+            self.waits.face(door.cfg.id, FaceAtDoor(face.tenant_id, face.frame_mono), face)
             self.settle_pending(time.monotonic())
 
     def _stranger(self, face: FaceSeen, cam: CameraConfig) -> None:
         self._alert("stranger", "warning", face, cam, seen_s=round(face.track_age_s, 1))
-        if cam.door is not None and self.gw.doors[cam.door].cfg.mode in ("face", "card_or_face"):
-            door = self.gw.doors[cam.door].cfg
-            self._record_face_entry(door, Decision(False, Reason.UNKNOWN_FACE), face, "face")
+        if cam.door is not None and face_step(self.doors[cam.door].cfg.mode) is FaceStep.DECIDE:
+            self._record_face_entry(self.doors[cam.door].cfg, Decision(False, Reason.UNKNOWN_FACE), face, "face")
 
     def _record_face_entry(
         self, door: DoorConfig, decision: Decision, face: FaceSeen, method: str, card: CardPresented | None = None
@@ -201,49 +209,29 @@ class Vision:
             tenant_id=decision.tenant_id,
             face_distance=None if face.distance is None else round(float(face.distance), 4),
             camera=face.camera,
-            snapshot=self._snapshot("entries", entry_id, ts, face),
+            snapshot=self._snapshot_path("entries", entry_id, face),
             details={"face_tenant_id": decision.face_tenant_id} if decision.face_tenant_id else None,
         )
-        self.gw.record_decision(draft, door, decision.granted, entry_id=entry_id, since_mono=face.frame_mono)
+        self.door_path.record(draft, door, decision.granted, entry_id=entry_id, since_mono=face.frame_mono)
+        self._write_snapshot("entries", entry_id, ts, face)
 
     # --- card_and_face -------------------------------------------------------------
-    def card_swiped(self, door: DoorConfig, event: CardPresented, holders: list[CardHolder]) -> None:
-        self.pending.append(PendingSwipe(door, event, holders))
+    def card_swiped(self, door: DoorConfig, event: CardPresented, holders: Sequence[CardHolder]) -> None:
+        self.waits.swipe(PendingSwipe(door.id, door.face_window_s, event, holders))
         self.settle_pending(time.monotonic())
 
     def settle_pending(self, now_mono: float) -> None:
-        still: list[PendingSwipe] = []
-        for p in self.pending:
-            faces = list(self.recent[p.door.id])
-            decision = decide_card_and_face(
-                p.holders,
-                [f for f, _ in faces],
-                self.gw.doors[p.door.id].policy,
-                p.event.ts.astimezone(self.gw.zone),
-                swipe_mono=p.event.mono,
-                now_mono=now_mono,
-                window_s=p.door.face_window_s,
-            )
-            if decision is None:
-                still.append(p)
-                continue
-            self._settle(p, decision, faces)
-        self.pending = still
+        settled = self.waits.settle(now_mono, lambda door_id: self.doors[door_id].policy,
+                                    lambda ts: ts.astimezone(self.zone))  # fmt: skip
+        for s in settled:
+            self._settle(s)
 
-    def _settle(self, p: PendingSwipe, decision: Decision, faces: list[tuple[FaceAtDoor, FaceSeen]]) -> None:
-        wanted = decision.tenant_id if decision.granted else decision.face_tenant_id
-        seen = next((face for at, face in reversed(faces) if wanted and at.tenant_id == wanted), None)
-        if seen is None:
-            self.gw.record_card_entry(p.door, p.event, decision, method="card_and_face")
+    def _settle(self, s: Settled[FaceSeen]) -> None:
+        door, event, decision = self.doors[s.swipe.door_id].cfg, s.swipe.event, s.decision
+        if s.face is None:
+            self.door_path.record(card_draft(door, event, decision, "card_and_face"), door, decision.granted)
             return
-        self._record_face_entry(p.door, decision, seen, "card_and_face", card=p.event)
+        self._record_face_entry(door, decision, s.face, "card_and_face", card=event)
         if decision.reason is Reason.FACE_MISMATCH:
-            cam = self.cameras[seen.camera]
-            self._alert(
-                "card_face_mismatch",
-                "warning",
-                seen,
-                cam,
-                card_tenant_id=decision.tenant_id,
-                card_number=p.event.card_number,
-            )
+            self._alert("card_face_mismatch", "warning", s.face, self.cameras[s.face.camera],
+                        card_tenant_id=decision.tenant_id, card_number=event.card_number)  # fmt: skip

@@ -1,0 +1,170 @@
+"""The door's path (DESIGN §2): decide → commit the entry with its outbox row → unlock → report.
+
+Card swipes, faces, exit buttons and remote opens all end here. It runs on
+the gateway's loop; the broker is never on it, and neither is anything slow
+(a face's snapshot is written after the pulse, by the caller).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from config.models import DoorConfig, ReaderConfig
+from drivers.events import CardPresented
+from gateway import metrics
+from gateway.access import CardHolder, Decision, decide_card
+from gateway.door_modes import CardStep, card_step
+from gateway.doors import DoorState
+from gateway.health import Health
+from gateway.store.db import write_now
+from gateway.store.journal import EntryDraft, record_entry
+from gateway.store.roster import holders_for_read
+
+if TYPE_CHECKING:
+    from drivers.devices import Lock
+
+log = logging.getLogger("accessgw")
+
+UNLOCK_SEND_WAIT_S = 0.003
+
+AwaitFace = Callable[[DoorConfig, CardPresented, Sequence[CardHolder]], None]
+
+
+def card_draft(door: DoorConfig, event: CardPresented, decision: Decision, method: str, matches: int = 1) -> EntryDraft:
+    return EntryDraft(
+        ts=event.ts,
+        door=door.id,
+        method=method,
+        decision="granted" if decision.granted else "denied",
+        reason=decision.reason.value,
+        reader=event.reader,
+        card_number=event.card_number,
+        card_bits=event.card_bits,
+        tenant_id=decision.tenant_id,
+        details={"ambiguous": True, "matches": matches} if decision.ambiguous else None,
+    )
+
+
+class DoorPath:
+    def __init__(
+        self,
+        engine: Engine,
+        gateway_id: str,
+        zone: ZoneInfo,
+        doors: dict[str, DoorState],
+        locks: dict[str, Lock],
+        readers: Sequence[ReaderConfig],
+        health: Health,
+        notify_uplink: Callable[[], None],
+    ) -> None:
+        self.engine, self.gateway_id, self.zone = engine, gateway_id, zone
+        self.doors, self.locks, self.health, self.notify_uplink = doors, locks, health, notify_uplink
+        self.reader_cfg = {r.id: r for r in readers}
+        self.door_by_reader = {d.cfg.reader: d for d in doors.values() if d.cfg.reader}
+        self.await_face: AwaitFace | None = None  # set when cameras exist (gateway.vision)
+        self.on_entry: Callable[[EntryDraft, str], None] | None = None  # for simulators and tests
+        self._last_read: dict[str, tuple[int, float]] = {}
+
+    # --- cards -----------------------------------------------------------------
+    def _repeated(self, event: CardPresented) -> bool:
+        cfg = self.reader_cfg.get(event.reader)
+        window = (cfg.repeat_suppress_ms if cfg else 0) / 1000.0
+        last = self._last_read.get(event.reader)
+        self._last_read[event.reader] = (event.card_number, event.mono)
+        return last is not None and last[0] == event.card_number and event.mono - last[1] < window
+
+    def on_card(self, event: CardPresented) -> None:
+        picked = time.monotonic()  # the loop has the event: the time before this is queueing
+        self.health.swipes += 1
+        metrics.SWIPES.labels(event.reader).inc()
+        door = self.door_by_reader.get(event.reader)
+        if door is None:
+            log.warning("card %s on reader %s, which no door uses", event.card_number, event.reader)
+            return
+        if self._repeated(event):
+            return
+        if card_step(door.cfg.mode, self.await_face is not None) is CardStep.AWAIT_FACE:
+            assert self.await_face is not None
+            with self.engine.connect() as db:
+                holders = holders_for_read(db, event.card_number, event.card_bits)
+            self.await_face(door.cfg, event, holders)
+            return
+        with write_now(self.engine) as db:
+            holders = holders_for_read(db, event.card_number, event.card_bits)
+            decision = decide_card(holders, door.policy, event.ts.astimezone(self.zone))
+            draft = card_draft(door.cfg, event, decision, "card", len(holders))
+            entry = record_entry(db, self.gateway_id, draft)
+        self._after(draft, door.cfg, decision.granted, entry.id, event.mono, (picked, time.monotonic()))
+
+    # --- any entry -------------------------------------------------------------
+    def record(
+        self,
+        draft: EntryDraft,
+        door: DoorConfig,
+        granted: bool,
+        *,
+        entry_id: str | None = None,
+        since_mono: float | None = None,
+    ) -> str:
+        """Commit the entry with its outbox row, then pulse the lock if granted; returns the entry id."""
+        with write_now(self.engine) as db:
+            entry = record_entry(db, self.gateway_id, draft, entry_id)
+        self._after(draft, door, granted, entry.id, since_mono)
+        return entry.id
+
+    def open(self, door: DoorConfig, method: str) -> str:
+        """Exit button and remote opens: always granted, always logged."""
+        draft = EntryDraft(ts=datetime.now(UTC), door=door.id, method=method, decision="granted", reason="granted")
+        return self.record(draft, door, True)
+
+    def unlock(self, door: DoorConfig) -> None:
+        lock = self.locks.get(door.lock.io)
+        if lock is None:
+            return
+        sent = lock.pulse(door.lock.coil, door.lock.pulse_ms)
+        # Wait (bounded) for the relay write to leave: this hands the GIL to the bus
+        # thread now, instead of after the loop's bookkeeping for this entry.
+        sent.wait(UNLOCK_SEND_WAIT_S)
+        self.doors[door.id].unlocked(time.monotonic(), door.lock.pulse_ms / 1000.0)
+        log.info("door %s unlocked for %d ms (%s coil %d)", door.id, door.lock.pulse_ms, door.lock.io, door.lock.coil)
+
+    def _after(
+        self,
+        draft: EntryDraft,
+        door: DoorConfig,
+        granted: bool,
+        entry_id: str,
+        since_mono: float | None,
+        steps: tuple[float, float] | None = None,
+    ) -> None:
+        if granted:
+            self.unlock(door)
+        timing = ""
+        if since_mono is not None:
+            done = time.monotonic()
+            timing = f" in {(done - since_mono) * 1000:.2f} ms"
+            if steps is not None:  # where the time went: waiting for the loop, decide + commit, relay hand-over
+                picked, committed = steps
+                timing += (f" (queue {(picked - since_mono) * 1000:.2f}, commit {(committed - picked) * 1000:.2f},"
+                           f" relay {(done - committed) * 1000:.2f})")  # fmt: skip
+        self._report(draft, entry_id, timing)
+
+    def _report(self, draft: EntryDraft, entry_id: str, timing: str) -> None:
+        self.notify_uplink()
+        metrics.DECISIONS.labels(draft.door, draft.method, draft.decision, draft.reason).inc()
+        card = f" {draft.card_number}/{draft.card_bits}" if draft.card_number is not None else ""
+        log.info("entry %s %s%s -> %s (%s) tenant=%s id=%s%s", draft.door, draft.method, card, draft.decision,
+                 draft.reason, draft.tenant_id, entry_id, timing)  # fmt: skip
+        if draft.details and draft.details.get("ambiguous"):
+            log.warning(
+                "26-bit read %s matches %s enrolled cards: refused", draft.card_number, draft.details["matches"]
+            )
+        if self.on_entry is not None:
+            self.on_entry(draft, entry_id)

@@ -21,7 +21,7 @@ import sdnotify
 from prometheus_client import generate_latest
 from sqlalchemy import select
 
-from config.models import DoorConfig, GatewayConfig
+from config.models import GatewayConfig
 from drivers.events import BadFrame, CameraStatus, CardPresented, DoorInput, DriverEvent, IoStatus, ReaderStatus
 from drivers.modbus_io import ModbusIoModule
 from drivers.serial_reader import SerialCardReader
@@ -29,21 +29,23 @@ from gateway import metrics
 from gateway.alerts import AlertLog
 from gateway.api_supervisor import STOP_WAIT_S, ApiSupervisor
 from gateway.clock import local_zone
+from gateway.device_alerts import DeviceAlerts
 from gateway.door_path import DoorPath
-from gateway.doors import AlertChange, DoorState
+from gateway.door_watch import DoorWatch
+from gateway.doors import DoorState
 from gateway.health import Health
+from gateway.platform_requests import PlatformRequests
 from gateway.priorities import door_realtime
 from gateway.retention import prune
 from gateway.snapshots import SnapshotStore
-from gateway.store.audit import audit
 from gateway.store.checkpoint import checkpoint_loop
 from gateway.store.db import open_store
-from gateway.store.journal import AlertDraft, SqlOutbox
+from gateway.store.journal import SqlOutbox
 from gateway.store.models import RosterMeta
 
 if TYPE_CHECKING:
     from gateway.vision import Vision
-from sync.commands import CommandError, CommandRouter
+from sync.commands import CommandRouter
 from sync.mqtt_client import LinkCallbacks, MqttLink
 from sync.outbox import OutboxPump
 from sync.topics import Topics
@@ -64,8 +66,6 @@ class Gateway:
         self.outbox = SqlOutbox(self.sessions)
         self.pump = OutboxPump(self.outbox, self.topics.under)
         self.router = CommandRouter(self._respond)
-        self.router.register("state", self._cmd_state)
-        self.router.register("door/open", self._cmd_door_open)
         self.link = MqttLink(
             cfg.mqtt,
             self.topics,
@@ -78,17 +78,15 @@ class Gateway:
         )
         self.pump.attach(self.link)
         self.doors = {d.id: DoorState(d) for d in cfg.doors}
-        self.inputs: dict[tuple[str, int], tuple[DoorState, str]] = {}
-        for d in cfg.doors:
-            for role in ("contact", "exit_button", "fire_alarm"):
-                ref = getattr(d, role)
-                if ref is not None:
-                    self.inputs[(ref.io, ref.input)] = (self.doors[d.id], role)
         self.readers = [SerialCardReader(r, self.emit) for r in cfg.readers]
         self.io = {m.id: ModbusIoModule(m, self.emit) for m in cfg.io_modules}
         self.alerts = AlertLog(self.engine, cfg.gateway_id, self.pump.notify)
         self.door_path = DoorPath(self.engine, cfg.gateway_id, self.zone, self.doors, dict(self.io), cfg.readers,
                                   self.health, self.pump.notify)  # fmt: skip
+        self.requests = PlatformRequests(self.router, self.doors, self.door_path, self.sessions, self.state_payload,
+                                         self.publish_state)  # fmt: skip
+        self.door_watch = DoorWatch(self.doors, dict(self.io), self.door_path, self.alerts)
+        self.device_alerts = DeviceAlerts(self.health, self.alerts, lambda: self._state_dirty.set())
         self.vision: Vision | None = None
         if cfg.cameras:
             from gateway.vision import Vision  # dlib and OpenCV load only where cameras exist
@@ -125,68 +123,15 @@ class Gateway:
                     log.warning("reader %s: bad frame (%s): %s", event.reader, event.kind, event.detail)
                     self._state_dirty.set()
                 case ReaderStatus():
-                    self._device_status("reader", event.reader, event.online, event.error)
+                    self.device_alerts.status("reader", event.reader, event.online, event.error)
                 case IoStatus():
-                    self._device_status("io", event.io, event.online, event.error)
+                    self.device_alerts.status("io", event.io, event.online, event.error)
                 case CameraStatus():
-                    self._device_status("camera", event.camera, event.online, event.error)
+                    self.device_alerts.status("camera", event.camera, event.online, event.error)
                 case DoorInput():
-                    self.on_input(event)
+                    self.door_watch.on_input(event)
         except Exception:  # one bad event must not stop the doors
             log.exception("failed to handle %r", event)
-
-    # --- inputs and alerts ---------------------------------------------------
-    def on_input(self, event: DoorInput) -> None:
-        target = self.inputs.get((event.io, event.input))
-        if target is None:
-            return
-        door, role = target
-        ref = getattr(door.cfg, role)
-        active = event.active != ref.active_low
-        now = time.monotonic()
-        if role == "contact":
-            self._raise_changes(door.cfg.id, door.contact(active, now))
-        elif role == "exit_button" and active:
-            self.door_path.open(door.cfg, "exit_button")
-        elif role == "fire_alarm" and active != door.fire:
-            door.fire = active
-            self.on_fire_alarm(door.cfg, active)
-
-    def on_fire_alarm(self, door: DoorConfig, active: bool) -> None:
-        lock = self.io.get(door.lock.io)
-        if door.lock.fail_safe and lock is not None:
-            (lock.hold if active else lock.release)(door.lock.coil)
-        state, severity = ("raised", "critical") if active else ("cleared", "info")
-        self.raise_alert(AlertDraft(datetime.now(UTC), "fire_alarm", state, severity, door=door.id))
-
-    def _raise_changes(self, door_id: str, changes: list[AlertChange]) -> None:
-        for c in changes:
-            self.raise_alert(AlertDraft(datetime.now(UTC), c.kind, c.state, c.severity, door=door_id))
-
-    def raise_alert(self, draft: AlertDraft) -> None:
-        self.alerts.raise_(draft)
-
-    def _device_status(self, kind: str, key: str, online: bool, error: str | None) -> None:
-        table = {"reader": self.health.readers, "io": self.health.io_modules, "camera": self.health.cameras}[kind]
-        first = key not in table
-        if not self.health.set_online(table, key, online, error):
-            return
-        self._state_dirty.set()
-        log.log(
-            logging.INFO if online else logging.WARNING,
-            "%s %s %s %s",
-            kind,
-            key,
-            "online" if online else "offline",
-            error or "",
-        )
-        if first and online:
-            return  # coming up at start is not news
-        alert_kind = {"reader": "reader_offline", "io": "io_offline", "camera": "camera_offline"}[kind]
-        details = {kind: key} | ({"error": error} if error else {})
-        state, severity = ("cleared", "info") if online else ("raised", "warning")
-        camera = key if kind == "camera" else None
-        self.raise_alert(AlertDraft(datetime.now(UTC), alert_kind, state, severity, camera=camera, details=details))
 
     # --- what the API process asks of the doors (gateway.control) ------------
     def door_states(self) -> list[dict[str, Any]]:
@@ -246,20 +191,6 @@ class Gateway:
     def _respond(self, command: str, payload: str) -> None:
         self.link.publish(self.topics.response(command), payload, qos=1)
 
-    async def _cmd_state(self, request: dict[str, Any]) -> dict[str, Any]:
-        self.publish_state()
-        return {"state": self.state_payload()}
-
-    async def _cmd_door_open(self, request: dict[str, Any]) -> dict[str, Any]:
-        door = self.doors.get(str(request.get("door")))
-        if door is None:
-            raise CommandError("unknown_door", f"no door {request.get('door')!r}")
-        with self.sessions.begin() as s:  # every remote open is audited (DESIGN §8), whoever asks
-            audit(s, "platform", "door.open", {"door": door.cfg.id, "transaction": request.get("transaction")},
-                  route="mqtt request/door/open")  # fmt: skip
-        self.door_path.open(door.cfg, "remote")
-        return {"door": door.cfg.id}
-
     # --- lifecycle -------------------------------------------------------------
     async def _state_loop(self) -> None:
         interval = self.cfg.mqtt.state_interval_s
@@ -274,9 +205,7 @@ class Gateway:
 
     async def _door_ticks(self) -> None:
         while not self._stop.is_set():
-            now = time.monotonic()
-            for door in self.doors.values():
-                self._raise_changes(door.cfg.id, door.tick(now))
+            self.door_watch.tick(time.monotonic())
             await asyncio.sleep(1.0)
 
     async def _retention(self) -> None:

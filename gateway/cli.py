@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -13,14 +15,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.loader import ConfigError, load_config
 from config.models import GatewayConfig
 from gateway import __version__
 from gateway.store.db import open_store
-from gateway.store.models import Entry
 from gateway.store.roster import NewTenant, RosterError, add_card, add_tenant, remove_card, set_status
 
 DEFAULT_CONFIG = "/etc/accessgw/gateway.yaml"
@@ -60,17 +60,21 @@ config_option = click.option(
 
 
 @contextmanager
-def roster_session(config_path: str) -> Iterator[Session]:
-    """A store transaction; a RosterError becomes a one-line error and exit 1."""
-    cfg = read_config(config_path)
+def store_session(cfg: GatewayConfig, *user_errors: type[Exception]) -> Iterator[Session]:
+    """One transaction on the configured store; `user_errors` become a one-line error and exit 1."""
     engine, sessions = open_store(cfg.data_dir)
     try:
         with sessions.begin() as session:
             yield session
-    except RosterError as exc:
+    except user_errors as exc:
         fail(str(exc))
     finally:
         engine.dispose()
+
+
+def roster_session(config_path: str) -> contextlib.AbstractContextManager[Session]:
+    """A roster transaction; a RosterError becomes a one-line error and exit 1."""
+    return store_session(read_config(config_path), RosterError)
 
 
 def parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
@@ -290,14 +294,8 @@ def face_add(config_path: str, tenant_id: str, photos: tuple[Path, ...]) -> None
         click.echo(f"{'ok  ' if r.verdict.ok else 'FAIL'}  {r.name}: {r.verdict.reason} - {r.verdict.detail}")
     if not all(r.verdict.ok for r in results):
         fail("nothing stored: every photo must pass")
-    engine, sessions = open_store(cfg.data_dir)
-    try:
-        with sessions.begin() as s:
-            stored = enrol_faces(s, tenant_id, results, "cli")
-    except RosterError as exc:
-        fail(str(exc))
-    finally:
-        engine.dispose()
+    with store_session(cfg, RosterError) as s:
+        stored = enrol_faces(s, tenant_id, results, "cli")
     click.echo(f"{stored} face template(s) stored for tenant {tenant_id}")
 
 
@@ -355,27 +353,20 @@ def face_import(config_path: str, folder: Path) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
 def entries(config_path: str, since: datetime | None, tenant_id: str | None, door: str | None, limit: int) -> None:
     """Show the newest entries of the local entry log."""
-    cfg = read_config(config_path)
-    engine, sessions = open_store(cfg.data_dir)
-    query = select(Entry).order_by(Entry.seq.desc()).limit(limit)
-    if since is not None:
-        query = query.where(Entry.ts >= since.astimezone(UTC))
-    if tenant_id is not None:
-        query = query.where(Entry.tenant_id == tenant_id)
-    if door is not None:
-        query = query.where(Entry.door == door)
-    with sessions() as s:
-        rows = list(s.scalars(query))
-    engine.dispose()
     from gateway.clock import local_zone
+    from gateway.store.queries import EntryFilter, iter_entries
 
+    cfg = read_config(config_path)
     zone = local_zone(cfg)
+    with store_session(cfg, ValueError) as s:
+        found = EntryFilter(since=since.astimezone(UTC) if since else None, tenant_id=tenant_id, door=door)
+        rows = list(itertools.islice(iter_entries(s, found), limit))  # newest first
     for e in reversed(rows):
-        card_text = f"{e.card_number}/{e.card_bits}" if e.card_number is not None else "-"
-        when = e.ts.astimezone(zone).isoformat(timespec="seconds")
+        card_text = f"{e['card_number']}/{e['card_bits']}" if e["card_number"] is not None else "-"
+        when = datetime.fromisoformat(e["ts"]).astimezone(zone).isoformat(timespec="seconds")
         click.echo(
-            f"{when}  seq={e.seq:<6} {e.door:<8} {e.method:<12} {card_text:<16} "
-            f"{e.tenant_id or '-':<12} {e.decision:<7} {e.reason}"
+            f"{when}  seq={e['seq']:<6} {e['door']:<8} {e['method']:<12} {card_text:<16} "
+            f"{e['tenant_id'] or '-':<12} {e['decision']:<7} {e['reason']}"
         )
     if not rows:
         click.echo("no entries", err=True)
@@ -394,15 +385,8 @@ def user_add(config_path: str, name: str, role: str) -> None:
     """Create an API user; the token is printed once, alone on the last line."""
     from gateway.api.users import UserError, create_user
 
-    cfg = read_config(config_path)
-    engine, sessions = open_store(cfg.data_dir)
-    try:
-        with sessions.begin() as s:
-            token = create_user(s, name, role, "cli")
-    except UserError as exc:
-        fail(str(exc))
-    finally:
-        engine.dispose()
+    with store_session(read_config(config_path), UserError) as s:
+        token = create_user(s, name, role, "cli")
     click.echo(f"user {name} ({role}) created; keep this token, it is not shown again:")
     click.echo(token)
 
@@ -414,15 +398,8 @@ def user_revoke(config_path: str, name: str) -> None:
     """Revoke a user's token at once."""
     from gateway.api.users import UserError, revoke_user
 
-    cfg = read_config(config_path)
-    engine, sessions = open_store(cfg.data_dir)
-    try:
-        with sessions.begin() as s:
-            revoke_user(s, name, "cli")
-    except UserError as exc:
-        fail(str(exc))
-    finally:
-        engine.dispose()
+    with store_session(read_config(config_path), UserError) as s:
+        revoke_user(s, name, "cli")
     click.echo(f"user {name} revoked")
 
 

@@ -43,11 +43,7 @@ class MqttLink:
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(min_delay=1, max_delay=int(max(1, cfg.reconnect_max_s)))
-        if cfg.username is not None:
-            password = cfg.password.get_secret_value() if cfg.password is not None else None
-            self._client.username_pw_set(cfg.username, password)
-        if cfg.tls:
-            self._client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
+        _authenticate(self._client, cfg)
         self._client.will_set(topics.availability, "offline", qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -122,6 +118,14 @@ class MqttLink:
         self._cb.on_message(msg.topic, msg.payload)
 
 
+def _authenticate(client: paho.Client, cfg: MqttConfig) -> None:
+    """Credentials and TLS, the same for the link and for `accessgw check` (one place to get them right)."""
+    if cfg.username is not None:
+        client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password is not None else None)
+    if cfg.tls:
+        client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
+
+
 def probe_broker(cfg: MqttConfig, timeout_s: float = 3.0) -> str | None:
     """For `accessgw check`: None when the broker accepts us, else why not."""
     answered = threading.Event()
@@ -132,10 +136,7 @@ def probe_broker(cfg: MqttConfig, timeout_s: float = 3.0) -> str | None:
         answered.set()
 
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-    if cfg.username is not None:
-        client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
-    if cfg.tls:
-        client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None)
+    _authenticate(client, cfg)
     client.on_connect = on_connect
     try:
         client.connect(cfg.host, cfg.port, keepalive=10)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Outbox topics, relative to the gateway's root (the store queues events under these names).
+ENTRY = "events/entry"
+ALERT = "events/alert"
+
 
 @dataclass(frozen=True, slots=True)
 class Topics:

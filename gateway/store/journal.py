@@ -12,9 +12,7 @@ from sqlalchemy.orm import Session
 from ulid import ULID
 
 from gateway.store.models import Alert, OutboxItem
-
-ENTRY_TOPIC = "events/entry"
-ALERT_TOPIC = "events/alert"
+from sync import topics
 
 
 def rfc3339(ts: datetime) -> str:
@@ -128,7 +126,7 @@ def new_event_id(ts: datetime) -> str:
 def record_entry(db: Session | Connection, gateway_id: str, draft: EntryDraft, entry_id: str | None = None) -> Recorded:
     """Add the entry and its outbox row; the caller commits both at once."""
     entry_id = entry_id or new_event_id(draft.ts)
-    seq = _enqueue(db, ENTRY_TOPIC, entry_payload(entry_id, gateway_id, draft), draft.ts)
+    seq = _enqueue(db, topics.ENTRY, entry_payload(entry_id, gateway_id, draft), draft.ts)
     d = draft
     row = (
         entry_id,
@@ -153,7 +151,7 @@ def record_entry(db: Session | Connection, gateway_id: str, draft: EntryDraft, e
 
 def record_alert(db: Session | Connection, gateway_id: str, draft: AlertDraft, alert_id: str | None = None) -> Recorded:
     alert_id = alert_id or new_event_id(draft.ts)
-    seq = _enqueue(db, ALERT_TOPIC, alert_payload(alert_id, gateway_id, draft), draft.ts)
+    seq = _enqueue(db, topics.ALERT, alert_payload(alert_id, gateway_id, draft), draft.ts)
     values = dict(
         id=alert_id,
         seq=seq,

@@ -22,11 +22,11 @@ from pymodbus.pdu import ModbusPDU
 
 from config.models import IoModuleConfig
 from drivers.events import DoorInput, DriverEvent, IoStatus
+from drivers.threaded_device import ThreadedDevice
 
 log = logging.getLogger(__name__)
 
 MAX_COIL = 65535
-HEALTHY_AFTER_S = 1.0  # a connection that lasted this long counts as recovered
 
 
 class _Pulse(NamedTuple):
@@ -47,12 +47,14 @@ class BusError(Exception):
     """A request that failed: no answer, an exception response, or the port is gone."""
 
 
-class ModbusIoModule:
+class ModbusIoModule(ThreadedDevice):
     """One Modbus RTU I/O module: coils 0.. drive lock relays, discrete inputs 0.. are polled.
 
-    `pulse`, `set_coil`, `start` and `stop` may be called from any thread
-    (typically the asyncio loop); `emit` is called from the module's thread.
+    A `Lock` and `DoorInputs` (drivers/devices.py). `pulse`, `hold`, `release`, `start` and `stop`
+    may be called from any thread (typically the asyncio loop); `emit` is called from the module's thread.
     """
+
+    RETRY_AT_ONCE_AFTER_HEALTHY = True  # one lost answer on a working bus is no reason to wait
 
     def __init__(
         self,
@@ -62,18 +64,16 @@ class ModbusIoModule:
         backoff_initial_s: float = 0.2,
         retries: int = 1,
     ) -> None:
+        super().__init__(
+            "io", config.id, emit, backoff_initial_s=backoff_initial_s, backoff_max_s=config.reconnect_max_s
+        )
         self.config = config
-        self._emit = emit
-        self._backoff_initial = backoff_initial_s
         self._retries = retries
         self._commands: queue.SimpleQueue[_Command | None] = queue.SimpleQueue()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._online: bool | None = None  # None until the first connection attempt
         # Owned by the module thread only:
         self._client: ModbusSerialClient | None = None
         self._connected = False
-        self._held: dict[int, bool] = {}  # set_coil state, re-applied after every reconnect
+        self._held: dict[int, bool] = {}  # hold/release state, re-applied after every reconnect
         self._pulse_end: dict[int, float] = {}
         self._written: dict[int, bool] = {}  # what the module is known to hold since the last connect
         self._known: set[int] = set()  # every coil ever commanded: all are rewritten after a reconnect
@@ -82,10 +82,6 @@ class ModbusIoModule:
         self._awaiting_send: list[threading.Event] = []  # pulse() callers waiting for their write to leave
 
     # --- API, any thread -------------------------------------------------
-
-    @property
-    def online(self) -> bool:
-        return bool(self._online)
 
     def pulse(self, coil: int, ms: int) -> threading.Event:
         """Coil ON now, OFF after `ms`. A pulse on a coil already pulsing extends it to the later end.
@@ -101,29 +97,30 @@ class ModbusIoModule:
         self._commands.put(_Pulse(coil, time.monotonic() + ms / 1000.0, sent))
         return sent
 
+    def hold(self, coil: int) -> None:
+        """Hold a coil ON until release() (e.g. fire-alarm unlock); cancels a pending pulse end on that coil."""
+        self._put_hold(coil, True)
+
+    def release(self, coil: int) -> None:
+        """Hold a coil OFF; cancels a pending pulse end on that coil."""
+        self._put_hold(coil, False)
+
     def set_coil(self, coil: int, on: bool) -> None:
-        """Hold a coil ON or OFF (e.g. fire-alarm unlock); cancels a pending pulse end on that coil."""
+        """hold(coil) or release(coil); kept for callers not yet moved to those."""
+        self._put_hold(coil, on)
+
+    def _put_hold(self, coil: int, on: bool) -> None:
         self._check_coil(coil)
         self._commands.put(_Hold(coil, bool(on)))
 
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"io-{self.config.id}", daemon=True)
-        self._thread.start()
+    # stop() (ThreadedDevice): active pulses end (coil OFF, best effort), held coils stay as they are.
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop the thread: active pulses end (coil OFF, best effort), held coils stay as they are."""
-        self._stop.set()
+    def _wake(self) -> None:
         self._commands.put(None)  # wake the thread if it waits on the queue
-        if self._thread is not None:
-            # A request in flight may take (retries + 1) * timeout_s, and the final pulse-off writes as much again.
-            bound = timeout if timeout is not None else 2 * (self._retries + 1) * self.config.timeout_s + 1.0
-            self._thread.join(bound)
-            if self._thread.is_alive():
-                log.error("io %s: thread did not stop within %.1f s", self.config.id, bound)
-            self._thread = None
+
+    def _stop_timeout(self) -> float:
+        # A request in flight may take (retries + 1) * timeout_s, and the final pulse-off writes as much again.
+        return 2 * (self._retries + 1) * self.config.timeout_s + 1.0
 
     @staticmethod
     def _check_coil(coil: int) -> None:
@@ -132,40 +129,24 @@ class ModbusIoModule:
 
     # --- module thread ---------------------------------------------------
 
-    def _run(self) -> None:
-        self._client = ModbusSerialClient(
-            self.config.port,
-            baudrate=self.config.baudrate,
-            timeout=self.config.timeout_s,
-            retries=self._retries,  # low: a dead bus must show as offline within about a second
-            name=f"io-{self.config.id}",
-            trace_packet=self._trace_packet,
-        )
-        backoff = self._backoff_initial
-        connected_at = 0.0
+    def _session(self) -> str:
+        if self._client is None:
+            self._client = ModbusSerialClient(
+                self.config.port,
+                baudrate=self.config.baudrate,
+                timeout=self.config.timeout_s,
+                retries=self._retries,  # low: a dead bus must show as offline within about a second
+                name=f"io-{self.config.id}",
+                trace_packet=self._trace_packet,
+            )
         try:
+            self._connect()
             while not self._stop.is_set():
-                if not self._connected:
-                    try:
-                        self._connect()
-                        connected_at = time.monotonic()
-                    except Exception as exc:  # any failure: offline, retry later; never end the thread
-                        self._disconnect(exc)
-                        self._wait_offline(backoff)
-                        backoff = min(backoff * 2, self.config.reconnect_max_s)
-                    continue
-                try:
-                    self._serve_once()
-                except Exception as exc:
-                    self._disconnect(exc)
-                    if time.monotonic() - connected_at > HEALTHY_AFTER_S:
-                        backoff = self._backoff_initial  # a one-off failure: try again at once
-                    else:
-                        # Failed again right after connecting: back off, so the status cannot flap quickly.
-                        self._wait_offline(backoff)
-                        backoff = min(backoff * 2, self.config.reconnect_max_s)
-        finally:
-            self._shutdown()
+                self._serve_once()
+        except Exception as exc:  # any failure (pymodbus, OS, BusError) is the bus going away: retry later
+            self._disconnect()
+            return f"{type(exc).__name__}: {exc}"
+        return ""
 
     def _connect(self) -> None:
         assert self._client is not None
@@ -187,7 +168,7 @@ class ModbusIoModule:
             self._send(DoorInput(io=self.config.id, input=index, active=active))
         self._next_poll = time.monotonic() + self.config.poll_ms / 1000.0
 
-    def _disconnect(self, exc: BaseException) -> None:
+    def _disconnect(self) -> None:
         self._connected = False
         self._inputs = None
         if self._client is not None:
@@ -195,7 +176,6 @@ class ModbusIoModule:
                 self._client.close()
             except Exception:  # the device may be gone already
                 pass
-        self._set_online(False, f"{type(exc).__name__}: {exc}")
 
     def _serve_once(self) -> None:
         deadline = min(self._next_poll, min(self._pulse_end.values(), default=math.inf))
@@ -209,7 +189,7 @@ class ModbusIoModule:
             self._poll()
             self._next_poll = time.monotonic() + self.config.poll_ms / 1000.0
 
-    def _wait_offline(self, seconds: float) -> None:
+    def _pause(self, seconds: float) -> bool:
         """Back off before reconnecting, still taking commands so the state is right when the bus returns."""
         deadline = time.monotonic() + seconds
         while not self._stop.is_set():
@@ -217,6 +197,7 @@ class ModbusIoModule:
             if remaining <= 0:
                 break
             self._take_commands(remaining)
+        return False
 
     def _take_commands(self, timeout: float) -> None:
         """Wait up to `timeout` for a command, then apply every command queued."""
@@ -307,7 +288,7 @@ class ModbusIoModule:
             code = getattr(response, "exception_code", "?")
             raise BusError(f"{what}: exception response (code {code})")
 
-    def _shutdown(self) -> None:
+    def _thread_exit(self) -> None:
         """On stop: end running pulses now rather than leave a door unlocked; keep held coils."""
         if self._connected and self._pulse_end:
             self._pulse_end.clear()
@@ -320,23 +301,14 @@ class ModbusIoModule:
                 self._client.close()
             except Exception:
                 pass
+        self._client = None  # the next start() builds a fresh client, as a new thread always did
         self._connected = False
 
-    def _set_online(self, online: bool, error: str | None = None) -> None:
-        if self._online == online:
-            return  # once per transition, not on every retry
-        self._online = online
-        if online:
-            log.info("io %s: module %d on %s answers", self.config.id, self.config.unit, self.config.port)
-        else:
-            log.warning("io %s: offline: %s", self.config.id, error)
-        self._send(IoStatus(io=self.config.id, online=online, error=error))
+    def _status_event(self, online: bool, error: str | None) -> IoStatus:
+        return IoStatus(io=self.config.id, online=online, error=error)
 
-    def _send(self, event: DriverEvent) -> None:
-        try:
-            self._emit(event)
-        except Exception:  # a failing consumer must not stop the bus thread
-            log.exception("io %s: emit failed for %r", self.config.id, event)
+    def _online_detail(self) -> str:
+        return f"module {self.config.unit} on {self.config.port} answers"
 
 
 def probe_io_module(config: IoModuleConfig) -> str | None:

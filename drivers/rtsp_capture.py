@@ -5,9 +5,10 @@ it with OpenCV's FFmpeg backend and reads continuously. Only the newest frame is
 returns it at once; `wait_frame()` blocks for the next one; `on_frame` sees each kept frame. It
 emits `CameraStatus(online=True)` when frames flow and `CameraStatus(online=False, error=...)` when
 the stream cannot be opened or stops, once per transition, and reconnects with exponential backoff
-until `stop()`. It decides nothing.
+until `stop()` (the thread skeleton is drivers/threaded_device.py). It decides nothing. Why a stream
+does not open, in installer's words, comes from drivers/rtsp_probe.py.
 
-Capture settings, measured against the GStreamer test camera (tests/media/NOTES.md):
+Capture settings, measured against the GStreamer test camera (testing/media/NOTES.md):
 - FFmpeg options `rtsp_transport;tcp|analyzeduration;0|probesize;32`: first frame in 0.2 s instead of
   2.9 s, and no burst of ~3 s of stale frames after opening.
 - `CAP_PROP_N_THREADS=1`: frame-threaded H.264 decoding would add (threads-1) frames of delay.
@@ -22,8 +23,6 @@ Capture settings, measured against the GStreamer test camera (tests/media/NOTES.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import os
 import socket
@@ -32,14 +31,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 
 from config.models import CameraConfig
 from drivers.events import CameraStatus, DriverEvent
-from drivers.onvif_camera import CameraEndpoints, CameraError, redact_url, resolve_stream
+from drivers.onvif_camera import CameraEndpoints, CameraError, resolve_stream
+from drivers.rtsp_probe import diagnose_open_failure
+from drivers.threaded_device import ThreadedDevice
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ OPEN_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 2.0
 FIRST_FRAME_TIMEOUT_S = 8.0  # a real camera's GOP can be several seconds; reads before the first keyframe time out
 PORT_POLL_S = 1.0  # while a camera's port refuses connections, check it this often
-HEALTHY_AFTER_S = 5.0  # frames flowed this long: the next reconnect starts again from the shortest wait
 
 # An operator's own FFmpeg options (set before this module was imported) are kept.
 _OPERATOR_FFMPEG_OPTIONS = os.environ.get(FFMPEG_OPTIONS_ENV)
@@ -95,97 +95,6 @@ def open_capture(
     return None
 
 
-def _digest_response(user: str, password: str, realm: str, nonce: str, method: str, uri: str) -> str:
-    """RFC 2617 digest without qop (what RTSP cameras use)."""
-    ha1 = hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()
-    ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()
-    return hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()
-
-
-def _auth_params(challenge: str) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for part in challenge.split(" ", 1)[-1].split(","):
-        key, _, value = part.strip().partition("=")
-        params[key.strip().lower()] = value.strip().strip('"')
-    return params
-
-
-def _rtsp_describe(url: str, timeout_s: float) -> tuple[int, str]:
-    """Send DESCRIBE (answering a Basic or Digest challenge once): (status code, reason)."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or 554
-    user, password = unquote(parts.username or ""), unquote(parts.password or "")
-    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    with socket.create_connection((host, port), timeout=timeout_s) as sock:
-        sock.settimeout(timeout_s)
-        authorization = ""
-        for cseq in (1, 2):
-            request = f"DESCRIBE {bare} RTSP/1.0\r\nCSeq: {cseq}\r\nAccept: application/sdp\r\n{authorization}\r\n"
-            sock.sendall(request.encode())
-            head = b""
-            while b"\r\n\r\n" not in head and len(head) < 65536:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                head += chunk
-            lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-            status = lines[0].split(" ", 2)
-            if len(status) < 2 or not status[0].startswith("RTSP/") or not status[1].isdigit():
-                raise ValueError("not an RTSP server")
-            code, reason = int(status[1]), status[2] if len(status) > 2 else ""
-            challenges = [ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("www-authenticate:")]
-            if code != 401 or not user or cseq == 2 or not challenges:
-                return code, reason
-            length = next((int(ln.split(":", 1)[1]) for ln in lines[1:] if ln.lower().startswith("content-length:")), 0)
-            body = head.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in head else b""
-            while len(body) < length:  # skip a 401 body so the next answer starts clean
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                body += chunk
-            digest = next((c for c in challenges if c.lower().startswith("digest")), None)
-            if digest is not None:
-                p = _auth_params(digest)
-                response = _digest_response(user, password, p.get("realm", ""), p.get("nonce", ""), "DESCRIBE", bare)
-                authorization = (
-                    f'Authorization: Digest username="{user}", realm="{p.get("realm", "")}", '
-                    f'nonce="{p.get("nonce", "")}", uri="{bare}", response="{response}"\r\n'
-                )
-            else:
-                token = base64.b64encode(f"{user}:{password}".encode()).decode()
-                authorization = f"Authorization: Basic {token}\r\n"
-    return code, reason
-
-
-def diagnose_open_failure(url: str, timeout_s: float = 3.0) -> str:
-    """Why an RTSP URL does not open, in installer's words (OpenCV only says that it did not).
-
-    Never contains the password.
-    """
-    safe = redact_url(url)
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "rtsp" or not parts.hostname:
-        return f"RTSP: cannot open {safe}"
-    where = f"{parts.hostname}:{parts.port or 554}"
-    try:
-        code, reason = _rtsp_describe(url, timeout_s)
-    except ConnectionRefusedError:
-        return f"RTSP: {where} refused the connection (camera off or rebooting, or wrong port)"
-    except TimeoutError:
-        return f"RTSP: {where} did not answer within {timeout_s:g} s"
-    except OSError as exc:
-        return f"RTSP: cannot connect to {where}: {exc.strerror or exc}"
-    except ValueError:
-        return f"RTSP: {where} does not speak RTSP"
-    if code == 401:
-        return f"RTSP: 401 Unauthorized at {safe} (wrong or missing username/password)"
-    if code == 404:
-        return f"RTSP: 404 Not Found: no stream at {safe} (wrong path)"
-    if code == 200:
-        return f"RTSP: {safe} answers but the stream could not be opened (unsupported codec?)"
-    return f"RTSP: {code} {reason} at {safe}".rstrip()
-
-
 def _port_open(address: tuple[str, int], timeout_s: float = 0.5) -> bool:
     try:
         with socket.create_connection(address, timeout=timeout_s):
@@ -197,13 +106,15 @@ def _port_open(address: tuple[str, int], timeout_s: float = 0.5) -> bool:
 # --- the capture thread ------------------------------------------------------------------------
 
 
-class RtspCapture:
+class RtspCapture(ThreadedDevice):
     """Reads one camera in its own daemon thread and keeps only its newest frame.
 
     `emit` and `on_frame` are called from the capture thread and must not block; the gateway hands
     events to its loop (e.g. with `loop.call_soon_threadsafe`). Frames are converted to BGR at most
     `cfg.fps` times per second; the stream itself is always read at the camera's rate.
     """
+
+    HEALTHY_AFTER_S = 5.0  # frames flowed this long: the next reconnect starts again from the shortest wait
 
     def __init__(
         self,
@@ -219,23 +130,19 @@ class RtspCapture:
         read_timeout_s: float = READ_TIMEOUT_S,
         first_frame_timeout_s: float = FIRST_FRAME_TIMEOUT_S,
     ) -> None:
+        backoff_max_s = max(backoff_max_s, backoff_initial_s)
+        super().__init__("camera", camera_id, emit, backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s)
         self.camera_id = camera_id
         self.cfg = cfg
-        self._emit = emit
         self._resolve = resolve
         self._on_frame = on_frame
-        self._backoff_initial = backoff_initial_s
-        self._backoff_max = max(backoff_max_s, backoff_initial_s)
         self._open_timeout = open_timeout_s
         self._read_timeout = read_timeout_s
         self._first_frame_timeout = max(first_frame_timeout_s, read_timeout_s)
         self._period = 1.0 / cfg.fps
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._cond = threading.Condition()  # guards _frame and the counters
         self._frame: Frame | None = None
         self._seq = 0
-        self._online: bool | None = None  # None until the first attempt ends either way
         self._endpoints: CameraEndpoints | None = None
         self._open_attempts = 0
         self._sessions = 0
@@ -245,41 +152,12 @@ class RtspCapture:
     # --- public --------------------------------------------------------------------------------
 
     @property
-    def online(self) -> bool:
-        return bool(self._online)
-
-    @property
     def endpoints(self) -> CameraEndpoints | None:
         """What the last successful resolution returned (device information, snapshot URI)."""
         return self._endpoints
 
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            if not self._stop.is_set():
-                return  # already running
-            self._thread.join(self._open_timeout + 1.0)  # a thread that outlived stop(): never two readers
-            if self._thread.is_alive():
-                raise RuntimeError(f"camera {self.camera_id}: the previous capture thread is still blocked")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop the thread. Waits at most `timeout` s (default: open timeout + 1 s, the longest blocking call).
-
-        OpenCV's open and read cannot be interrupted; a thread still blocked in one after `timeout`
-        is a daemon and exits, releasing the stream, as soon as that call returns.
-        """
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        thread = self._thread
-        if thread is not None:
-            thread.join(self._open_timeout + 1.0 if timeout is None else timeout)
-            if thread.is_alive():
-                log.error("camera %s: capture thread did not stop in time", self.camera_id)
-            else:
-                self._thread = None
+    # stop() (ThreadedDevice) waits at most open timeout + 1 s by default. OpenCV's open and read
+    # cannot be interrupted; a thread still blocked in one is a daemon and ends when that call returns.
 
     def latest(self) -> Frame | None:
         """The newest frame, or None before the first one. Never blocks on the camera.
@@ -306,26 +184,14 @@ class RtspCapture:
 
     # --- capture thread ------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        backoff = self._backoff_initial
-        while not self._stop.is_set():
-            try:
-                error, online_for = self._session()
-            except Exception as exc:  # a driver bug must not end the thread for good
-                log.exception("camera %s: unexpected error", self.camera_id)
-                error, online_for = f"{type(exc).__name__}: {exc}", 0.0
-            if self._stop.is_set():
-                break
-            self._set_online(False, error)
-            if online_for >= HEALTHY_AFTER_S:
-                backoff = self._backoff_initial  # it worked for a while: this is a new outage
-            if self._wait_before_retry(backoff):
-                backoff = self._backoff_initial  # the camera is back (rebooted): start over from the shortest wait
-            else:
-                backoff = min(backoff * 2, self._backoff_max)
-        log.debug("camera %s: capture thread stopped", self.camera_id)
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()  # wait_frame() callers return None at once
 
-    def _wait_before_retry(self, backoff: float) -> bool:
+    def _stop_timeout(self) -> float:
+        return self._open_timeout + 1.0  # the longest blocking call: an open
+
+    def _pause(self, backoff: float) -> bool:
         """Wait `backoff` s after a failure, however fast it was: no busy loop.
 
         While the camera's port refuses connections (a reboot), it is polled once a second with a
@@ -361,13 +227,13 @@ class RtspCapture:
             return host, self.cfg.onvif.port
         return None
 
-    def _session(self) -> tuple[str, float]:
-        """Resolve, open and read until the stream fails or stop(): (why it ended, seconds it was online)."""
+    def _session(self) -> str:
+        """Resolve, open and read until the stream fails or stop(): why it ended."""
         if self._endpoints is None:
             try:
                 self._endpoints = self._resolve(self.cfg)
             except CameraError as exc:
-                return str(exc), 0.0
+                return str(exc)
         url = self._endpoints.stream_uri
         with self._cond:
             self._open_attempts += 1
@@ -376,43 +242,42 @@ class RtspCapture:
             if self.cfg.onvif is not None:
                 self._endpoints = None  # the camera may hand out another URI after a reboot: ask again
             if self._online is False:  # already reported; do not probe the camera on every retry
-                return self._last_error or "RTSP: cannot open stream", 0.0
-            return diagnose_open_failure(url, min(3.0, self._open_timeout)), 0.0
+                return self._last_error or "RTSP: cannot open stream"
+            return diagnose_open_failure(url, min(3.0, self._open_timeout))
         try:
             return self._read(cap)
         finally:
             cap.release()
 
-    def _read(self, cap: cv2.VideoCapture) -> tuple[str, float]:
+    def _read(self, cap: cv2.VideoCapture) -> str:
         opened = time.monotonic()
-        online_since: float | None = None
+        flowing = False  # a frame came in this session
         due: float | None = None  # when the next frame should be kept (cfg.fps)
         while not self._stop.is_set():
             started = time.monotonic()
             ok = cap.grab()
             now = time.monotonic()
             took = now - started
-            online_for = 0.0 if online_since is None else now - online_since
-            if online_since is None:
+            if not flowing:
                 if not ok:
                     if took < self._read_timeout / 2:
-                        return "RTSP: stream opened but ended before the first frame", 0.0
+                        return "RTSP: stream opened but ended before the first frame"
                     if now - opened >= self._first_frame_timeout:
-                        return f"RTSP: no frame within {self._first_frame_timeout:g} s of opening the stream", 0.0
+                        return f"RTSP: no frame within {self._first_frame_timeout:g} s of opening the stream"
                     continue  # joined mid-GOP: the first keyframe may still come
             elif not ok or took >= self._read_timeout:
                 # A hung camera: OpenCV returns one flushed frame after the read timeout, then fails
                 # after another; a read that took this long is already the outage.
                 if ok or took >= self._read_timeout / 2:
-                    return f"RTSP: no frame for {self._read_timeout:g} s (camera hung or network down)", online_for
-                return "RTSP: stream ended (the camera closed the connection)", online_for
+                    return f"RTSP: no frame for {self._read_timeout:g} s (camera hung or network down)"
+                return "RTSP: stream ended (the camera closed the connection)"
             with self._cond:
                 self._frames_read += 1
-            if online_since is None:
-                online_since = now
+            if not flowing:
+                flowing = True
                 with self._cond:
                     self._sessions += 1
-                self._set_online(True)
+                self._set_online(True)  # also starts the session's healthy clock (HEALTHY_AFTER_S)
             # Convert (the costly part after decoding) at most cfg.fps times per second.
             # Half a period of slack absorbs arrival jitter when the camera sends exactly cfg.fps;
             # after a stall the schedule restarts instead of bursting to catch up.
@@ -425,7 +290,7 @@ class RtspCapture:
                 continue
             image.flags.writeable = False
             self._publish(image, ts, now)
-        return "", 0.0
+        return ""
 
     def _publish(self, image: np.ndarray, ts: datetime, mono: float) -> None:
         with self._cond:
@@ -442,19 +307,15 @@ class RtspCapture:
     def _set_online(self, online: bool, error: str | None = None) -> None:
         if not online:
             with self._cond:
-                self._last_error = error
-        if self._online == online:
-            return  # once per transition, not on every retry
-        self._online = online
-        if online:
-            ep = self._endpoints
-            log.info("camera %s: frames from %s", self.camera_id, ep.stream_uri_redacted if ep else "?")
-        else:
-            log.warning("camera %s: offline: %s", self.camera_id, error)
-        try:
-            self._emit(CameraStatus(camera=self.camera_id, online=online, error=None if online else error))
-        except Exception:  # a failing consumer must not stop the capture
-            log.exception("camera %s: emit failed", self.camera_id)
+                self._last_error = error  # on every failed attempt, not only on the transition: stats()
+        super()._set_online(online, error)
+
+    def _status_event(self, online: bool, error: str | None) -> CameraStatus:
+        return CameraStatus(camera=self.camera_id, online=online, error=error)
+
+    def _online_detail(self) -> str:
+        ep = self._endpoints
+        return f"frames from {ep.stream_uri_redacted if ep else '?'}"
 
 
 # --- accessgw check ----------------------------------------------------------------------------

@@ -17,12 +17,12 @@ from config.models import ReaderConfig
 from drivers.events import BadFrame, CardPresented, DriverEvent, ReaderStatus
 from drivers.framers import Framer, framer_for
 from drivers.frames import Card, FrameError
+from drivers.threaded_device import ThreadedDevice
 
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 0.2  # also bounds how long stop() waits for a blocked read
 BAD_FRAME_LOG_INTERVAL_S = 5.0
-HEALTHY_AFTER_S = 1.0  # a port open this long has recovered: reconnect quickly next time
 
 
 class _RateLimitedLog:
@@ -50,7 +50,7 @@ class _RateLimitedLog:
         self._suppressed = 0
 
 
-class SerialCardReader:
+class SerialCardReader(ThreadedDevice):
     """Reads one serial card reader (`wiegand-text` or `rdm6300`) in its own thread.
 
     `emit` is called from the reader thread; the gateway hands events to its loop
@@ -64,81 +64,47 @@ class SerialCardReader:
         *,
         backoff_initial_s: float = 0.2,
     ) -> None:
+        super().__init__(
+            "reader", config.id, emit, backoff_initial_s=backoff_initial_s, backoff_max_s=config.reconnect_max_s
+        )
         self.config = config
-        self._emit = emit
         self._framer: Framer = framer_for(config.protocol)
-        self._backoff_initial = backoff_initial_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._online: bool | None = None  # None until the first open attempt
         self._port: serial.Serial | None = None
         self._port_lock = threading.Lock()  # guards _port between the thread and stop()
         self._bad_log = _RateLimitedLog(BAD_FRAME_LOG_INTERVAL_S)
 
-    @property
-    def online(self) -> bool:
-        return bool(self._online)
-
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"reader-{self.config.id}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop the thread and close the port; waits at most `timeout` seconds."""
-        self._stop.set()
+    def _wake(self) -> None:
         with self._port_lock:
             if self._port is not None:
                 try:
                     self._port.cancel_read()  # wake a blocked read at once instead of after READ_TIMEOUT_S
                 except Exception:  # best effort; the read times out anyway
                     pass
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.error("reader %s: thread did not stop within %.1f s", self.config.id, timeout)
-            self._thread = None
 
     # --- reader thread -------------------------------------------------
 
-    def _run(self) -> None:
-        backoff = self._backoff_initial
-        while not self._stop.is_set():
-            try:
-                port = serial.Serial(self.config.port, self.config.baudrate, timeout=READ_TIMEOUT_S)
-            except (serial.SerialException, OSError, ValueError) as exc:
-                self._set_online(False, f"cannot open {self.config.port}: {exc}")
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.config.reconnect_max_s)
-                continue
-            with self._port_lock:
-                self._port = port
-            opened = time.monotonic()
+    def _session(self) -> str:
+        try:
+            port = serial.Serial(self.config.port, self.config.baudrate, timeout=READ_TIMEOUT_S)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            return f"cannot open {self.config.port}: {exc}"
+        with self._port_lock:
+            self._port = port
+        try:
             self._framer.reset()  # a partial frame from before the outage is not part of the next one
             self._set_online(True)
+            self._read_loop(port)
+        except (serial.SerialException, OSError) as exc:
+            # Unplugged USB adapter or a pty whose other end closed ("returned no data").
+            return f"{self.config.port}: {exc}"
+        finally:
+            with self._port_lock:
+                self._port = None
             try:
-                self._read_loop(port)
-            except (serial.SerialException, OSError) as exc:
-                # Unplugged USB adapter or a pty whose other end closed ("returned no data").
-                self._set_online(False, f"{self.config.port}: {exc}")
-            except Exception as exc:  # a driver bug must not end the thread for good
-                log.exception("reader %s: unexpected error", self.config.id)
-                self._set_online(False, f"{type(exc).__name__}: {exc}")
-            finally:
-                with self._port_lock:
-                    self._port = None
-                try:
-                    port.close()
-                except Exception:  # closing a vanished device may fail; it is gone anyway
-                    pass
-            # Start over from the shortest wait only after a port that worked for a while,
-            # so a device that opens and fails at once cannot make the status flap quickly.
-            backoff = self._backoff_initial if time.monotonic() - opened > HEALTHY_AFTER_S else backoff
-            if not self._stop.is_set():
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.config.reconnect_max_s)
+                port.close()
+            except Exception:  # closing a vanished device may fail; it is gone anyway
+                pass
+        return ""
 
     def _read_loop(self, port: serial.Serial) -> None:
         while not self._stop.is_set():
@@ -156,21 +122,11 @@ class SerialCardReader:
         else:
             self._send(CardPresented(reader=reader, card_number=result.number, card_bits=result.bits))
 
-    def _set_online(self, online: bool, error: str | None = None) -> None:
-        if self._online == online:
-            return  # once per transition, not on every retry
-        self._online = online
-        if online:
-            log.info("reader %s: %s open", self.config.id, self.config.port)
-        else:
-            log.warning("reader %s: offline: %s", self.config.id, error)
-        self._send(ReaderStatus(reader=self.config.id, online=online, error=error))
+    def _status_event(self, online: bool, error: str | None) -> ReaderStatus:
+        return ReaderStatus(reader=self.config.id, online=online, error=error)
 
-    def _send(self, event: DriverEvent) -> None:
-        try:
-            self._emit(event)
-        except Exception:  # a failing consumer must not stop the reader
-            log.exception("reader %s: emit failed for %r", self.config.id, event)
+    def _online_detail(self) -> str:
+        return f"{self.config.port} open"
 
 
 def probe_reader_port(config: ReaderConfig) -> str | None:

@@ -21,7 +21,8 @@ import pytest
 from config.models import CameraConfig
 from drivers.events import CameraStatus
 from drivers.onvif_camera import CameraError, redact_url, resolve_stream, with_credentials, wsdl_dir
-from drivers.rtsp_capture import Frame, RtspCapture, diagnose_open_failure, probe_camera
+from drivers.rtsp_capture import Frame, RtspCapture, probe_camera
+from drivers.rtsp_probe import diagnose_open_failure
 from drivers.snapshots import encode_jpeg
 from tests.drivers.camera_support import (
     REPO,
@@ -448,7 +449,7 @@ def test_probe_is_bounded_on_a_silent_camera() -> None:
 def test_digest_answer_matches_urllibs_implementation() -> None:
     from urllib.request import AbstractDigestAuthHandler, HTTPPasswordMgr, Request
 
-    from drivers.rtsp_capture import _digest_response
+    from drivers.rtsp_probe import _digest_response
 
     passwords = HTTPPasswordMgr()
     passwords.add_password("cam", "http://h/dir/index.html", "Mufasa", "Circle Of Life")

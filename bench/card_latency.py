@@ -15,17 +15,13 @@ import os
 import random
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from bench.roster import fill_roster
-from drivers.simulators import SimulatedCardReader, SimulatedRelayBoard, VirtualSerialLink
-from tests.peers import Mosquitto, free_port, wait_until
+from testing.gateway import DoorPeers, GatewayProcess, gateway_config
+from testing.peers import Mosquitto, wait_until
 
 
 def rss_peak_mb(pid: int) -> float:
@@ -53,32 +49,18 @@ def main() -> None:
 
     broker = Mosquitto(work / "broker")
     broker.start()
-    reader_link = VirtualSerialLink(work / "reader-sim", work / "reader-gw")
-    io_link = VirtualSerialLink(work / "io-board", work / "io-gw")
-    board = SimulatedRelayBoard(work / "io-board", baudrate=115200, unit=1)
-    board.start()
-    card = SimulatedCardReader(work / "reader-sim", "wiegand-text")
+    peers = DoorPeers(work, baudrate=115200)
+    board, card = peers.board, peers.card
+    assert card is not None
     pulse_ms = 50
-    cfg = {
-        "gateway_id": "bench-0001",
-        "data_dir": str(work / "data"),
-        "mqtt": {"host": "127.0.0.1", "port": broker.port},
-        "api": {"host": "127.0.0.1", "port": free_port()},
-        "readers": [{"id": "r1", "protocol": "wiegand-text", "port": str(work / "reader-gw"), "repeat_suppress_ms": 0}],
-        "io_modules": [{"id": "io1", "port": str(work / "io-gw"), "baudrate": 115200, "unit": 1, "poll_ms": 200}],
-        "doors": [
-            {"id": "main", "mode": "card", "reader": "r1", "lock": {"io": "io1", "coil": 0, "pulse_ms": pulse_ms}}
-        ],
-    }
-    (work / "gateway.yaml").write_text(yaml.safe_dump(cfg))
-    log = (work / "gateway.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "--config", str(work / "gateway.yaml")], stdout=log, stderr=log
-    )
+    cfg = gateway_config(work / "data", broker.port, gateway_id="bench-0001",
+                         **peers.sections(pulse_ms, poll_ms=200, inputs=False))  # fmt: skip
+    gateway = GatewayProcess(work, cfg)
     latencies: list[float] = []
     try:
-        wait_until(lambda: b"running:" in (work / "gateway.log").read_bytes(), 30, what="gateway start")
-        wait_until(lambda: board.request_count > 0, 10, what="relay board polled")
+        gateway.start()
+        peers.wait_polled()
+        assert gateway.proc is not None
         rng = random.Random(7)
         for i in range(args.swipes + 20):
             number = rng.choice(numbers)
@@ -92,14 +74,13 @@ def main() -> None:
                 latencies.append((t_on - t0) * 1000)
             # Wait for the pulse's OFF write so that the next swipe writes ON again.
             wait_until(lambda n=before: len(board.write_history()) > n + 1, 5, 0.001, "coil OFF write")
-        rss = rss_peak_mb(proc.pid)
+        rss = rss_peak_mb(gateway.proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(30)
-        board.stop()
-        io_link.close()
-        reader_link.close()
-        broker.stop()
+        try:
+            gateway.stop(30)
+        finally:
+            peers.close()
+            broker.stop()
     latencies.sort()
     print(f"machine: {os.cpu_count()} cores; roster {args.tenants}; {len(latencies)} swipes, Wiegand {args.bits}")
     print(
@@ -108,7 +89,7 @@ def main() -> None:
     )
     # The gateway logs, per card, the time from the frame's completion to the relay write being handed
     # to the serial port ("in X ms"): the same span without the relay board's own receive and decode.
-    logged = sorted([float(m) for m in re.findall(rb" in ([0-9.]+) ms", (work / "gateway.log").read_bytes())][20:])
+    logged = sorted([float(m) for m in re.findall(rb" in ([0-9.]+) ms", gateway.log_path.read_bytes())][20:])
     if logged:
         print(
             f"(a) as the gateway logs it, frame complete→write handed to the port ms: p50 {percentile(logged, 50):.2f}"

@@ -21,7 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.load import Plan, default_faces_dir, format_report, problems, run_scenario
+from bench.load import Plan, format_report, problems, run_scenario
+from testing.faces import faces_dir_default
 
 # The targets; the acceptance test checks looser ones (it guards against regressions).
 DECISION_P99_MS = 10.0
@@ -49,7 +50,7 @@ def main() -> None:
     )  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="accessgw-bench-door-load-"))
     try:
-        report = run_scenario(work, plan, args.faces or default_faces_dir())
+        report = run_scenario(work, plan, args.faces or faces_dir_default())
     finally:
         if args.keep:
             print(f"work folder kept: {work}")

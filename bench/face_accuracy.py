@@ -41,7 +41,7 @@ from recognition.faces import analyse_frame, decode_image, encode, locate
 from recognition.index import TemplateIndex
 from recognition.quality import assess_photo
 from recognition.tracker import FaceTracker, MatchFn, Observation
-from tests.recognition.faces import faces_dir_path, on_canvas
+from testing.faces import faces_dir_path, on_canvas
 
 EVALUATION = (
     "Alvaro_Uribe",

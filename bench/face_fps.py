@@ -23,7 +23,7 @@ from recognition.faces import analyse_frame
 from recognition.index import TemplateIndex
 from recognition.pipeline import FacePipeline
 from recognition.quality import assess_photo
-from tests.recognition.faces import faces_dir_path, on_canvas
+from testing.faces import faces_dir_path, on_canvas
 
 WARM_FRAMES = 10
 

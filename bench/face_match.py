@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from recognition.faces import decode_image, encode, locate  # noqa: E402
 from recognition.index import TemplateIndex  # noqa: E402
-from tests.recognition.faces import faces_dir_path  # noqa: E402
+from testing.faces import faces_dir_path  # noqa: E402
 
 
 def real_templates(count: int) -> np.ndarray:

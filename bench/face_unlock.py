@@ -21,16 +21,12 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import yaml
-
-from drivers.simulators import SimulatedRelayBoard, VirtualSerialLink
 from gateway.store.db import open_store
 from gateway.store.roster import NewTenant, add_tenant
-from tests.media.rtsp_fixture import RtspCamera
-from tests.peers import Mosquitto, free_port, wait_until
-from tests.recognition.faces import faces_dir_path
-
-ROOT = Path(__file__).resolve().parents[1]
+from testing.faces import faces_dir_path
+from testing.gateway import ROOT, DoorPeers, GatewayProcess, gateway_config
+from testing.media.rtsp_fixture import RtspCamera
+from testing.peers import Mosquitto, wait_until
 
 
 def main() -> None:
@@ -52,36 +48,28 @@ def main() -> None:
 
     broker = Mosquitto(work / "broker")
     broker.start()
-    io_link = VirtualSerialLink(work / "io-board", work / "io-gw")
-    board = SimulatedRelayBoard(work / "io-board", baudrate=115200, unit=1)
-    board.start()
+    peers = DoorPeers(work, protocol=None, baudrate=115200)
+    board = peers.board
     camera = RtspCamera(None, fps=int(args.fps))
-    cfg = {
-        "gateway_id": "bench-face",
-        "data_dir": str(work / "data"),
-        "mqtt": {"host": "127.0.0.1", "port": broker.port},
-        "api": {"host": "127.0.0.1", "port": free_port()},
-        "recognition": {"min_frames": args.min_frames, "track_gap_s": 1.0, "workers": 2,
-                        "downscale": args.downscale},
-        "snapshots": {"enabled": True},
-        "io_modules": [{"id": "io1", "port": str(work / "io-gw"), "baudrate": 115200, "unit": 1, "poll_ms": 200}],
-        "cameras": [{"id": "c1", "rtsp_url": camera.url, "door": "main", "fps": args.fps, "role": "entry",
-                     "stranger_after_s": 30}],
-        "doors": [{"id": "main", "mode": "face", "lock": {"io": "io1", "coil": 0, "pulse_ms": 200}}],
-    }  # fmt: skip
-    config_path = work / "gateway.yaml"
-    config_path.write_text(yaml.safe_dump(cfg))
+    cfg = gateway_config(
+        work / "data", broker.port, gateway_id="bench-face",
+        recognition={"min_frames": args.min_frames, "track_gap_s": 1.0, "workers": 2, "downscale": args.downscale},
+        snapshots={"enabled": True},
+        io_modules=[peers.io_config(poll_ms=200)],
+        cameras=[{"id": "c1", "rtsp_url": camera.url, "door": "main", "fps": args.fps, "role": "entry",
+                  "stranger_after_s": 30}],
+        doors=[{"id": "main", "mode": "face", "lock": {"io": "io1", "coil": 0, "pulse_ms": 200}}],
+    )  # fmt: skip
+    gateway = GatewayProcess(work, cfg)
+    config_path = gateway.write_config()  # `face add` reads it before the daemon starts
     enrol = subprocess.run([sys.executable, "-m", "gateway", "face", "add", "--config", str(config_path), "--tenant",
                             "t1", *map(str, photos[:3])], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     if enrol.returncode != 0:
         raise SystemExit(enrol.stdout + enrol.stderr)
-    log = (work / "gateway.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config_path)],
-                            stdout=log, stderr=log)  # fmt: skip
     latencies: list[float] = []
     try:
-        wait_until(lambda: b"running:" in (work / "gateway.log").read_bytes(), 60, what="gateway start")
-        wait_until(lambda: b"camera c1 online" in (work / "gateway.log").read_bytes(), 30, what="camera online")
+        gateway.start(60)
+        wait_until(lambda: "camera c1 online" in gateway.log(), 30, 0.05, "camera online")
         time.sleep(2.0)  # workers warm, index loaded
         for i in range(args.approaches):
             before = len(board.write_history())
@@ -91,12 +79,12 @@ def main() -> None:
             camera.switch(None)
             time.sleep(1.6)  # the track ends (track_gap_s 1.0) and the relay pulse is over
     finally:
-        proc.terminate()
-        proc.wait(30)
-        camera.close()
-        board.stop()
-        io_link.close()
-        broker.stop()
+        try:
+            gateway.stop(30)
+        finally:
+            camera.close()
+            peers.close()
+            broker.stop()
     latencies.sort()
     q = statistics.quantiles(latencies, n=20, method="inclusive")
     print(

@@ -44,15 +44,12 @@ from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.roster import fill_roster
-from drivers.simulators import SimulatedCardReader, SimulatedRelayBoard, VirtualSerialLink
+from drivers.simulators import SimulatedCardReader, SimulatedRelayBoard
 from gateway.store.db import database_path, open_store
-from tests.peers import Mosquitto, free_port  # the one home of the test broker (bench/card_latency.py does the same)
+from testing.gateway import API, DoorPeers, GatewayProcess, gateway_config
+from testing.peers import Mosquitto
 
-ROOT = Path(__file__).resolve().parents[1]
-API = "/api/v1"
 FACE_TENANT = "load-face-tenant"
 # The log line of a card decision: "entry main card 123/34 -> granted (granted) tenant=… id=… in 1.23 ms".
 DECISION_LINE = re.compile(rb"entry (\S+) card (\d+)/(\d+) -> (\w+) \((\w+)\)[^\n]*? in ([0-9.]+) ms")
@@ -220,12 +217,6 @@ def load_entries(data_dir: Path, rows: int, seed: int) -> None:
         db.close()
 
 
-def default_faces_dir() -> Path:
-    """$ACCESSGW_FACES_DIR, else ../shared/data/faces beside the repo (as tests/recognition/faces.py)."""
-    configured = os.environ.get("ACCESSGW_FACES_DIR")
-    return Path(configured) if configured else ROOT.parent / "shared" / "data" / "faces"
-
-
 def make_photos(faces_dir: Path, out: Path, count: int, size: tuple[int, int], quality: int = 90) -> list[Path]:
     """`count` real face photos of one person, cropped to the aspect of `size` and upscaled to it, as JPEG."""
     from PIL import Image
@@ -289,10 +280,7 @@ class LoadedGateway:
         self.plan = plan
         self.say = say
         self.data_dir = work / "data"
-        self.log_path = work / "gateway.log"
-        self.config_path = work / "gateway.yaml"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
+        self.gateway: GatewayProcess | None = None
         self.tokens: dict[str, str] = {}
         self.cards: list[int] = []
         self.tree: dict[int, int] = {}  # the daemon's descendants ever seen: pid -> start time
@@ -302,8 +290,18 @@ class LoadedGateway:
         self._stack = contextlib.ExitStack()
 
     @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.gateway.proc if self.gateway is not None else None
+
+    @property
+    def port(self) -> int:
+        assert self.gateway is not None
+        return self.gateway.api_port
+
+    @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        assert self.gateway is not None
+        return self.gateway.base
 
     def __enter__(self) -> LoadedGateway:
         return self
@@ -324,69 +322,39 @@ class LoadedGateway:
                  f" in {time.perf_counter() - t:.1f} s")  # fmt: skip
 
     def start(self) -> None:
-        ports = self.work / "ports"
-        ports.mkdir(parents=True, exist_ok=True)
         broker = Mosquitto(self.work / "broker")
         broker.start()
         self._stack.callback(broker.stop)
-        reader_link = VirtualSerialLink(ports / "reader-sim", ports / "reader-gw")
-        self._stack.callback(reader_link.close)
-        io_link = VirtualSerialLink(ports / "io-board", ports / "io-gw")
-        self._stack.callback(io_link.close)
-        self.board = SimulatedRelayBoard(ports / "io-board", baudrate=115200, unit=1)
-        self.board.start()
-        self._stack.callback(self.board.stop)
-        self.card = SimulatedCardReader(ports / "reader-sim", "wiegand-text")
-        self._stack.callback(self.card.close)
-        self.port = free_port()
-        cfg = {
-            "gateway_id": "door-load",
-            "data_dir": str(self.data_dir),
-            "mqtt": {"host": "127.0.0.1", "port": broker.port},
-            "api": {"host": "127.0.0.1", "port": self.port},
+        peers = DoorPeers(self.work / "ports", baudrate=115200)
+        self._stack.callback(peers.close)
+        self.board, self.card = peers.board, peers.card
+        cfg = gateway_config(
+            self.data_dir, broker.port, gateway_id="door-load",
             # The loaded entries span 3 years: the start-up pruning must not delete two thirds of them under load.
-            "retention": {"entries_days": 3650},
-            "readers": [
-                {"id": "r1", "protocol": "wiegand-text", "port": str(ports / "reader-gw"), "repeat_suppress_ms": 0}
-            ],  # fmt: skip
-            "io_modules": [{"id": "io1", "port": str(ports / "io-gw"), "baudrate": 115200, "unit": 1, "poll_ms": 200}],
-            "doors": [
-                {
-                    "id": "main",
-                    "mode": "card",
-                    "reader": "r1",
-                    "lock": {"io": "io1", "coil": 0, "pulse_ms": self.plan.pulse_ms},
-                }
-            ],  # fmt: skip
-        }
-        self.config_path.write_text(yaml.safe_dump(cfg))
-        log = self.log_path.open("ab")
-        self._stack.callback(log.close)
-        # Its own session: the daemon and whatever it spawns (an API child) form one group that close() can end.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "--config", str(self.config_path)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
+            retention={"entries_days": 3650},
+            **peers.sections(self.plan.pulse_ms, poll_ms=200, inputs=False),
         )  # fmt: skip
+        # Its own session: the daemon and whatever it spawns (an API child) form one group that close() can end.
+        self.gateway = GatewayProcess(self.work, cfg, new_session=True)
+        self.gateway.spawn()
         self._stack.callback(self._stop_daemon)
-        self._wait_up()
+        self.gateway.wait_ready(60)
+        peers.wait_polled()
         self._users()
 
     def _stop_daemon(self) -> None:
-        proc = self.proc
-        if proc is None:
+        gateway, proc = self.gateway, self.proc
+        if gateway is None or proc is None:
             return
         if proc.poll() is None:
             for pid in descendants(proc.pid):
                 started = start_time(pid)
                 if started is not None:
                     self.tree.setdefault(pid, started)
-            proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
+                gateway.stop(20)
+            except AssertionError:
                 self.say("daemon did not stop within 20 s of SIGTERM: killed")
-                proc.kill()
-                proc.wait(5)
 
         # Its children should end with it. Those that do not (orphans re-parented to init, possibly in a
         # process group of their own) are reported, then killed by pid: same pid *and* start time only.
@@ -398,39 +366,13 @@ class LoadedGateway:
             self.leftovers.append(f"pid {pid}: {command_of(pid)}")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # and anything of its group that was never sampled
-
-    def _wait_up(self) -> None:
-        import httpx
-
-        assert self.proc is not None and self.board is not None
-
-        def up() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                return httpx.get(f"{self.base}{API}/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        if not _poll(up, 60, 0.1):
-            raise RuntimeError(f"gateway API not up within 60 s:\n{self.log_tail()}")
-        if not _poll(lambda: b"running:" in self.log_path.read_bytes(), 30, 0.05):
-            raise RuntimeError(f"gateway not running within 30 s:\n{self.log_tail()}")
-        board = self.board
-        if not _poll(lambda: board.request_count > 0, 10, 0.05):
-            raise RuntimeError(f"relay board never polled:\n{self.log_tail()}")
+        gateway.killpg()  # and anything of its group that was never sampled
 
     def _users(self) -> None:
         """The first start's admin, a police user, and the tenant whose faces the admin enrols."""
-        import httpx
-
-        token_file = self.data_dir / "initial-admin-token"
-        if not _poll(token_file.exists, 10, 0.05):
-            raise RuntimeError(f"no {token_file}:\n{self.log_tail()}")
-        self.tokens["admin"] = token_file.read_text().strip()
-        with httpx.Client(base_url=self.base, headers=self.auth("admin"), timeout=30) as c:
+        assert self.gateway is not None
+        self.tokens["admin"] = self.gateway.admin_token()
+        with self.gateway.client(self.tokens["admin"]) as c:
             r = c.post(f"{API}/users", json={"name": "police-load", "role": "police"})
             if r.status_code != 201:
                 raise RuntimeError(f"creating the police user: {r.status_code} {r.text}")
@@ -444,10 +386,7 @@ class LoadedGateway:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
     def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except FileNotFoundError:
-            return ""
+        return self.gateway.log_tail(chars) if self.gateway is not None else ""
 
     # --- swipes --------------------------------------------------------------------------------
     def swipe(self, card: int, phase: str, alive: Callable[[], bool]) -> Swipe:
@@ -503,7 +442,8 @@ class LoadedGateway:
     def decisions(self) -> dict[int, tuple[str, str, float]]:
         """card → (decision, reason, logged ms) from the gateway's own log lines."""
         found: dict[int, tuple[str, str, float]] = {}
-        for m in DECISION_LINE.finditer(self.log_path.read_bytes()):
+        assert self.gateway is not None
+        for m in DECISION_LINE.finditer(self.gateway.log_path.read_bytes()):
             found[int(m.group(2))] = (m.group(4).decode(), m.group(5).decode(), float(m.group(6)))
         return found
 

@@ -25,7 +25,7 @@ from gateway.store.journal import EntryDraft, SqlOutbox, record_entry
 from sync.mqtt_client import LinkCallbacks, MqttLink
 from sync.outbox import OutboxPump
 from sync.topics import Topics
-from tests.peers import Mosquitto, Subscriber, wait_until
+from testing.peers import Mosquitto, Subscriber, wait_until
 
 
 def fill_outbox(sessions, events: int) -> None:

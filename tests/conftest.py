@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import Mosquitto
+from testing.peers import Mosquitto
 
 
 @pytest.fixture

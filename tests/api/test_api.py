@@ -9,10 +9,15 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from gateway.store.db import open_store
 from gateway.store.journal import EntryDraft, record_entry
-from tests.api.conftest import ROOT, Api
-from tests.recognition.faces import faces_dir_path
+from testing.faces import faces_dir_path
+from testing.gateway import ROOT
+from tests.api.conftest import Api
+
+pytestmark = pytest.mark.slow  # every test runs the daemon (the api fixture)
 
 T = "/api/v1"
 LFW = faces_dir_path() / "lfw_subset"

@@ -31,8 +31,8 @@ from gateway.api.users import create_user
 from gateway.snapshots import SnapshotStore
 from gateway.store.db import open_store
 from gateway.store.roster import NewTenant, RosterError, add_tenant
+from testing.peers import wait_until
 from tests.api.conftest import Api
-from tests.peers import wait_until
 
 T = "/api/v1"
 ROW_FILLER = "x" * 60  # wide CSV rows: a few MB no socket buffer can swallow
@@ -79,6 +79,7 @@ def add_tenant_via_api(api: Api, tenant_id: str = "T1") -> None:
 # --- 1. audit -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the daemon (api fixture)
 @pytest.mark.parametrize("api", [{"max_exports": 1}], indirect=True)
 def test_export_audited_at_start_completed_on_abort_and_its_slot_held_until_the_stream_ends(api: Api) -> None:
     bulk_entries(api, BIG_EXPORT_ROWS)
@@ -108,6 +109,7 @@ def test_export_audited_at_start_completed_on_abort_and_its_slot_held_until_the_
     assert len(audit_rows(api, "entries.export")) == 2  # the refused export wrote nothing
 
 
+@pytest.mark.slow  # the daemon (api fixture)
 def test_police_reads_of_tenants_are_audited(api: Api) -> None:
     add_tenant_via_api(api)
     police, admin = api.client("police"), api.client("admin")
@@ -130,6 +132,7 @@ def assert_422(r: httpx.Response) -> None:
     assert set(r.json()["error"]) >= {"code", "message"}, r.text
 
 
+@pytest.mark.slow  # the daemon (api fixture)
 def test_dates_out_of_range_are_refused_before_anything_runs(api: Api) -> None:
     police, admin, auditor = api.client("police"), api.client("admin"), api.client("auditor")
     assert_422(police.get(f"{T}/entries/per-hour", params={"day": "9999-12-31"}))  # was a 500
@@ -152,6 +155,7 @@ BAD_TEXT = [("name", "Ali\u202ecod.exe"), ("name", "A\nB"), ("permit_number", "4
             ("name", "x\u2066y"), ("permit_number", "\u200f123"), ("room", "\x85"), ("name", "\u061c")]  # fmt: skip
 
 
+@pytest.mark.slow  # the daemon (api fixture)
 def test_control_and_bidi_characters_are_refused(api: Api) -> None:
     admin = api.client("admin")
     add_tenant_via_api(api)
@@ -179,6 +183,7 @@ def test_the_shared_roster_rule_refuses_them_for_the_cli_too(tmp_path: Path) -> 
         engine.dispose()
 
 
+@pytest.mark.slow  # the daemon (api fixture)
 def test_card_numbers_are_strict_integers(api: Api) -> None:
     add_tenant_via_api(api)
     admin = api.client("admin")
@@ -207,6 +212,7 @@ def test_snapshot_store_serves_only_regular_files_inside_its_folder(tmp_path: Pa
         assert store.find(event_id) is None and store.read(event_id) is None, event_id
 
 
+@pytest.mark.slow  # the daemon (api fixture)
 def test_snapshot_route_refuses_a_linked_file(api: Api) -> None:
     good, linked = bulk_entries(api, 2, snapshot="/api/v1/entries/{id}/snapshot")
     store = SnapshotStore(api.data_dir)

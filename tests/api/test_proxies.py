@@ -6,6 +6,8 @@ import pytest
 
 from tests.api.conftest import Api
 
+pytestmark = pytest.mark.slow  # every test runs the daemon (the api fixture)
+
 T = "/api/v1"
 
 

@@ -6,6 +6,8 @@ import pytest
 
 from tests.api.conftest import ROLES, Api
 
+pytestmark = pytest.mark.slow  # every test runs the daemon (the api fixture)
+
 ANY = {"admin", "police", "auditor", "operator"}
 PUBLIC = "public"
 T = "/api/v1"

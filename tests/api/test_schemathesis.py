@@ -11,6 +11,8 @@ import pytest
 
 from tests.api.conftest import Api
 
+pytestmark = pytest.mark.slow  # the daemon and ~90 s of schemathesis
+
 ST = Path(sys.executable).with_name("schemathesis")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tests.recognition.faces import faces_dir_path as faces_dir
+from testing.faces import faces_dir_path as faces_dir
 
 REPO = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 640, 480  # the test camera's canvas
@@ -52,12 +52,6 @@ def difference(a: np.ndarray, b: np.ndarray) -> float:
 def shows(image: np.ndarray, references: dict[str, np.ndarray]) -> str:
     """The name of the reference picture `image` is closest to."""
     return min(references, key=lambda name: difference(image, references[name]))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SilentServer:

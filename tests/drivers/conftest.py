@@ -53,3 +53,10 @@ def make_board() -> Iterator[Callable[..., SimulatedRelayBoard]]:
     finally:
         for board in boards:
             board.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the real RTSP or ONVIF camera take seconds each: they belong to the whole run, not the quick one."""
+    for item in items:
+        if {"rtsp", "onvif"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from drivers.events import DriverEvent
-from tests.peers import wait_until
+from testing.peers import wait_until
 
 __all__ = ["Events", "wait_until"]
 

@@ -24,18 +24,18 @@ from drivers.onvif_camera import CameraError, redact_url, resolve_stream, with_c
 from drivers.rtsp_capture import Frame, RtspCapture, probe_camera
 from drivers.rtsp_probe import diagnose_open_failure
 from drivers.snapshots import encode_jpeg
+from testing.media.onvif_fixture import OnvifCamera
+from testing.media.rtsp_fixture import RtspCamera
+from testing.peers import free_port
 from tests.drivers.camera_support import (
     REPO,
     SilentServer,
-    free_port,
     letterboxed,
     photo,
     process_cpu_s,
     shows,
 )
 from tests.drivers.support import Events, wait_until
-from tests.media.onvif_fixture import OnvifCamera
-from tests.media.rtsp_fixture import RtspCamera
 
 PASSWORD = "p@ss:w/rd %"  # every character that must be URL-quoted in an RTSP URL
 

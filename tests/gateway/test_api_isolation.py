@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from testing.peers import Mosquitto, wait_until
 from tests.gateway.rig import Rig
-from tests.peers import Mosquitto, wait_until
 
 pytestmark = pytest.mark.slow
 VALID_TO = date.today() + timedelta(days=30)
@@ -31,10 +31,6 @@ def rig(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Rig]:
         yield r
     finally:
         r.close()
-
-
-def api_base(rig: Rig) -> str:
-    return f"http://127.0.0.1:{rig.config['api']['port']}/api/v1"
 
 
 def api_pid(rig: Rig) -> int | None:
@@ -51,13 +47,6 @@ def api_pid(rig: Rig) -> int | None:
         if int(stat_fields[1]) == rig.proc.pid and b"gateway.api.process" in cmdline:
             return int(entry.name)
     return None
-
-
-def api_answers(rig: Rig) -> bool:
-    try:
-        return httpx.get(f"{api_base(rig)}/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def swipe_opens(rig: Rig, number: int) -> None:
@@ -97,12 +86,11 @@ def raw_post(port: int, path: str, length: int, headers: dict[str, str] | None =
 def test_a_killed_api_process_costs_no_door_and_comes_back(rig: Rig) -> None:
     rig.enrol("t1", 4242, valid_to=VALID_TO)
     rig.start()
-    wait_until(lambda: api_answers(rig), 20, 0.1, "API up")
     first = api_pid(rig)
     assert first is not None
     os.kill(first, signal.SIGKILL)
     swipe_opens(rig, 4242)  # at once, while the API is down
-    wait_until(lambda: api_answers(rig), 20, 0.1, "API back")
+    wait_until(rig.api_answers, 20, 0.1, "API back")
     second = api_pid(rig)
     assert second not in (None, first)
     assert "API process exited (killed by SIGKILL)" in rig.log()
@@ -112,7 +100,6 @@ def test_a_killed_api_process_costs_no_door_and_comes_back(rig: Rig) -> None:
 
 def test_the_api_process_runs_behind_the_doors_and_dies_with_them(rig: Rig) -> None:
     rig.start()
-    wait_until(lambda: api_answers(rig), 20, 0.1, "API up")
     child = api_pid(rig)
     assert child is not None
     assert os.getpriority(os.PRIO_PROCESS, child) >= os.getpriority(os.PRIO_PROCESS, rig.proc.pid) + 10  # type: ignore[union-attr]
@@ -128,8 +115,7 @@ def test_the_api_process_runs_behind_the_doors_and_dies_with_them(rig: Rig) -> N
 
 def test_bodies_cost_nothing_before_auth_and_size_are_checked(rig: Rig) -> None:
     rig.start()
-    wait_until(lambda: api_answers(rig), 20, 0.1, "API up")
-    port = rig.config["api"]["port"]
+    port = rig.api_port
     token = (rig.data_dir / "initial-admin-token").read_text().strip()
     status, sent = raw_post(port, "/api/v1/tenants", 200 * 1024 * 1024)
     assert status == 401 and sent < 8 * 1024 * 1024, (status, sent)
@@ -140,7 +126,7 @@ def test_bodies_cost_nothing_before_auth_and_size_are_checked(rig: Rig) -> None:
     status, sent = raw_post(port, "/api/v1/tenants/t1/faces", 200 * 1024 * 1024, {"Authorization": f"Bearer {token}"})
     assert status == 413 and sent < 8 * 1024 * 1024
     # Chunked bodies announce no size: refused before they are read.
-    with httpx.Client(base_url=api_base(rig), headers={"Authorization": f"Bearer {token}"}) as c:
+    with httpx.Client(base_url=f"{rig.base}/api/v1", headers={"Authorization": f"Bearer {token}"}) as c:
         r = c.post("/tenants", content=iter([b'{"id": "x"}']), headers={"Content-Type": "application/json"})
         assert r.status_code == 411 and r.json()["error"]["code"] == "length_required"
         # A small body with a valid token goes through as before.
@@ -155,7 +141,6 @@ def test_data_files_are_private_whatever_the_umask(rig: Rig) -> None:
         rig.start()
     finally:
         os.umask(old)
-    wait_until(lambda: api_answers(rig), 20, 0.1, "API up")
     assert stat.S_IMODE(rig.data_dir.stat().st_mode) == 0o700
     for name in ("gateway.sqlite3", "gateway.sqlite3-wal", "gateway.sqlite3-shm", "initial-admin-token"):
         assert stat.S_IMODE((rig.data_dir / name).stat().st_mode) == 0o600, name

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from drivers.simulators import SimulatedRelayBoard, VirtualSerialLink
-from tests.peers import Mosquitto, free_port
+from testing.peers import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,6 +29,7 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # ~20 CLI runs in fresh interpreters, ~13 s
 def test_roster_commands_and_their_errors(config: Path) -> None:
     c = str(config)
     ok = accessgw(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.load import Plan, format_report, problems, run_scenario
-from tests.recognition.faces import faces_dir_path
+from testing.faces import faces_dir_path
 
 PLAN = Plan(tenants=10_000, entries=30_000, swipes=15, baseline_swipes=3, big_posts=2)
 

@@ -12,7 +12,9 @@ import pytest
 import yaml
 from PIL import Image, ImageFilter
 
-from tests.recognition.faces import faces_dir_path
+from testing.faces import faces_dir_path
+
+pytestmark = pytest.mark.slow  # `accessgw face add/import` with dlib, ~10 s each
 
 ROOT = Path(__file__).resolve().parents[2]
 FACES = faces_dir_path()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.recognition.faces import faces_dir_path
+from testing.faces import faces_dir_path
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from PIL import Image
 
 from recognition.faces import PhotoError, analyse_frame, decode_image, detect_scaled, encode, locate
 from recognition.tracker import box_iou
-from tests.recognition.faces import REPO, jpeg_bytes, lfw_photo, on_canvas
+from testing.faces import REPO, jpeg_bytes, lfw_photo, on_canvas
 
 HANS = ("Hans_Blix", 1)
 

@@ -9,7 +9,7 @@ import pytest
 
 from recognition.index import TemplateIndex
 from recognition.quality import assess_photo
-from tests.recognition.faces import lfw_photo
+from testing.faces import lfw_photo
 
 PEOPLE = ("Kofi_Annan", "Tom_Ridge", "Serena_Williams")
 

@@ -16,9 +16,9 @@ from drivers.events import FaceSeen
 from recognition.index import TemplateIndex
 from recognition.pipeline import FacePipeline
 from recognition.quality import assess_photo
+from testing.faces import lfw_photo, on_canvas
+from testing.peers import wait_until
 from tests.drivers.support import Events
-from tests.peers import wait_until
-from tests.recognition.faces import lfw_photo, on_canvas
 
 CFG = RecognitionConfig(track_gap_s=0.5)  # defaults otherwise: hog, downscale 0.5, threshold 0.5, min_frames 2
 
@@ -83,7 +83,7 @@ def test_revocation_applies_to_the_next_track(pipeline, events, index) -> None:
         seen = [feed_and_wait(pipeline, events, "side", frame_of("Tom_Ridge", n)) for n in (5, 6)]
         assert seen[-1].tenant_id == "tom-revoked"
         index.remove("tom-revoked")
-        time.sleep(CFG.track_gap_s + 0.1)  # the track ends
+        time.sleep(CFG.track_gap_s + 0.1)  # the point: no frame for track_gap_s ends the track
         seen = [feed_and_wait(pipeline, events, "side", frame_of("Tom_Ridge", n)) for n in (5, 6)]
         assert [(e.track_id, e.confirmed) for e in seen] == [(2, False), (2, False)]
     finally:
@@ -115,7 +115,7 @@ def test_cameras_are_served_round_robin(pipeline, events) -> None:
     while time.monotonic() < deadline:  # both cameras flood at once
         for camera in ("rr-a", "rr-b"):
             pipeline.feed(camera, frame, datetime.now(UTC), time.monotonic())
-        time.sleep(0.005)
+        time.sleep(0.005)  # pacing: a frame per camera every ~5 ms, far faster than the workers
     wait_until(lambda: pipeline.stats().frames_analysed > 0 and len(of_camera(events, "rr-b")) > 0, timeout=5)
     a, b = len(of_camera(events, "rr-a")), len(of_camera(events, "rr-b"))
     assert a >= 3 and b >= 3 and abs(a - b) <= 2, (a, b)
@@ -141,7 +141,6 @@ def test_a_dead_worker_and_a_failing_consumer_do_not_stop_it(index) -> None:
 
         def recovered() -> bool:
             p.feed("c", frame, datetime.now(UTC), time.monotonic())
-            time.sleep(0.05)
             return bool(events.of(FaceSeen))
 
         wait_until(recovered, timeout=30, interval=0.05, what="a FaceSeen after the worker was killed")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from recognition.quality import REASONS, PhotoVerdict, assess_photo
-from tests.recognition.faces import blurred, example, jpeg_bytes, lfw_photo
+from testing.faces import blurred, example, jpeg_bytes, lfw_photo
 
 
 def check(verdict: PhotoVerdict, reason: str) -> PhotoVerdict:

@@ -10,7 +10,7 @@ import pytest
 from recognition.index import TemplateIndex
 from recognition.quality import assess_photo
 from recognition.tracker import FaceTracker, Observation
-from tests.recognition.faces import lfw_photo
+from testing.faces import lfw_photo
 
 BOX = (100, 300, 300, 100)  # top, right, bottom, left: a 200 px face
 

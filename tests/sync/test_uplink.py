@@ -14,7 +14,7 @@ from sync.commands import CommandError, CommandRouter
 from sync.mqtt_client import LinkCallbacks, MqttLink, probe_broker
 from sync.outbox import OutboxPump
 from sync.topics import Topics
-from tests.peers import Mosquitto, Subscriber, free_port, wait_until
+from testing.peers import Mosquitto, Subscriber, free_port, wait_until
 
 
 def add_entries(sessions, n: int) -> list[str]:
@@ -79,7 +79,7 @@ def test_broker_outage_loses_nothing(tmp_path: Path, mosquitto: Mosquitto) -> No
         await asyncio.to_thread(wait_until, lambda: not link.connected, 10, 0.05, "link down")
         ids.extend(add_entries(sessions, 100))  # written while the broker is away
         pump.notify()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the point: a second with no broker, in which nothing may be dropped
         assert SqlOutbox(sessions).depth() == 100  # kept, not dropped
         mosquitto.start()
         await asyncio.to_thread(

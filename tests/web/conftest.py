@@ -6,8 +6,6 @@ pymodbus relay board for the door's lock, a real mosquitto; and headless Chromiu
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from drivers.simulators import SimulatedCardReader, SimulatedRelayBoard, VirtualSerialLink
+from drivers.simulators import SimulatedCardReader, SimulatedRelayBoard
+from testing.gateway import API, DoorPeers, GatewayProcess, gateway_config
+from testing.peers import Mosquitto, wait_until
 from tests.api.conftest import Api
-from tests.peers import Mosquitto, free_port, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("ACCESSGW_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless",
@@ -48,71 +45,35 @@ class WebGateway:
 
 @pytest.fixture
 def web_gateway(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[WebGateway]:
-    ports = tmp_path / "ports"
-    ports.mkdir()
-    reader_link = VirtualSerialLink(ports / "reader-sim", ports / "reader-gw")
-    io_link = VirtualSerialLink(ports / "io-board", ports / "io-gw")
-    board = SimulatedRelayBoard(ports / "io-board", baudrate=38400, unit=1)
-    board.start()
-    card = SimulatedCardReader(ports / "reader-sim", "wiegand-text")
-    port = free_port()
-    data = tmp_path / "data"
-    cfg: dict[str, Any] = {
-        "gateway_id": GATEWAY_ID,
-        "data_dir": str(data),
-        "timezone": ZONE,
-        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "reconnect_max_s": 1},
-        "api": {"host": "127.0.0.1", "port": port},
-        "readers": [
-            {"id": "r1", "protocol": "wiegand-text", "port": str(ports / "reader-gw"), "repeat_suppress_ms": 0}
-        ],
-        "io_modules": [{"id": "io1", "port": str(ports / "io-gw"), "baudrate": 38400, "unit": 1, "poll_ms": 50}],
-        "doors": [
-            {
-                "id": "main",
-                "mode": "card",
-                "reader": "r1",
-                "lock": {"io": "io1", "coil": 0, "pulse_ms": 300},
-                "contact": {"io": "io1", "input": 0},
-                "exit_button": {"io": "io1", "input": 1},
-            }
-        ],
-    }
-    config_path = tmp_path / "gateway.yaml"
-    config_path.write_text(yaml.safe_dump(cfg))
-    log_path = tmp_path / "gateway.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config_path)],
-                                stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=ROOT)  # fmt: skip
-    api = Api(f"http://127.0.0.1:{port}", data, config_path, proc, log_path)
+    peers = DoorPeers(tmp_path / "ports")
+    cfg = gateway_config(tmp_path / "data", mosquitto.port, gateway_id=GATEWAY_ID, timezone=ZONE,
+                         **peers.sections(300))  # fmt: skip
+    gateway = GatewayProcess(tmp_path, cfg)
+    api = Api(gateway)
     try:
+        gateway.start()
 
         def ready() -> bool:
-            assert proc.poll() is None, api.log()
+            assert gateway.running, api.log()
             try:
-                return httpx.get(f"{api.base}/api/v1/ready", timeout=1).status_code == 200
+                return httpx.get(f"{api.base}{API}/ready", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 
         try:
             wait_until(ready, 30, 0.1, "gateway ready (store, broker, reader, I/O module)")
         except AssertionError:
-            report = httpx.get(f"{api.base}/api/v1/ready", timeout=2).text if proc.poll() is None else "exited"
+            report = httpx.get(f"{api.base}{API}/ready", timeout=2).text if gateway.running else "exited"
             raise AssertionError(f"gateway not ready: {report}\n{api.log()[-3000:]}") from None
-        wait_until(lambda: board.request_count > 0, 10, 0.05, "relay board polled")
-        api.tokens["admin"] = (data / "initial-admin-token").read_text().strip()
-        yield WebGateway(api, card, board)
+        peers.wait_polled()
+        api.tokens["admin"] = gateway.admin_token()
+        assert peers.card is not None
+        yield WebGateway(api, peers.card, peers.board)
     finally:
-        proc.terminate()
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        card.close()
-        board.stop()
-        io_link.close()
-        reader_link.close()
+            gateway.stop()
+        finally:
+            peers.close()
 
 
 @pytest.fixture

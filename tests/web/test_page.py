@@ -17,9 +17,11 @@ import pytest
 from gateway.snapshots import SnapshotStore
 from gateway.store.db import open_store
 from gateway.store.journal import EntryDraft, new_event_id, record_entry
-from tests.peers import wait_until
-from tests.recognition.faces import faces_dir_path as faces_dir
+from testing.faces import faces_dir_path as faces_dir
+from testing.peers import wait_until
 from tests.web.conftest import WebGateway
+
+pytestmark = pytest.mark.slow  # the daemon and a headless Chromium
 
 CARD = 0x00C0FFEE
 STRANGER_CARD = 999_999

@@ -1,4 +1,4 @@
-"""Drive tests/media/rtsp_server.py (a GStreamer RTSP test camera) from pytest in the venv.
+"""Drive testing/media/rtsp_server.py (a GStreamer RTSP test camera) from pytest in the venv.
 
     cam = RtspCamera(initial_image=photo)     # free loopback port, waits for READY
     url = cam.url                              # rtsp://127.0.0.1:PORT/cam
@@ -189,6 +189,6 @@ class RtspCamera:
         return f"stdout={self.log[-5:]} stderr={self._stderr[-10:]}"
 
 
-if __name__ == "__main__":  # smoke test: python -m tests.media.rtsp_fixture PHOTO
+if __name__ == "__main__":  # smoke test: python -m testing.media.rtsp_fixture PHOTO
     with RtspCamera(sys.argv[1] if len(sys.argv) > 1 else None) as cam:
         print(cam.url, cam.ping())

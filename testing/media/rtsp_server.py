@@ -3,7 +3,7 @@
 
 Run with the SYSTEM python3 (Debian's python3-gi + GStreamer RTSP server), not the venv:
 
-    /usr/bin/python3 tests/media/rtsp_server.py --port 0 --image face.jpg
+    /usr/bin/python3 testing/media/rtsp_server.py --port 0 --image face.jpg
 
 It serves rtsp://127.0.0.1:PORT/cam (loopback only; RTP over TCP interleaved by default,
 ``--transports tcp,udp`` also offers UDP with ports bound on 127.0.0.1). Frames are raw I420

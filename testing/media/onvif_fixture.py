@@ -8,7 +8,7 @@ IPCameraHTTPHandler on a loopback ThreadingTCPServer.
 
 The advertised stream URI is ``rtsp://{local_ip}:{rtsp_port}/{main_stream_name}``, so with
 local_ip=127.0.0.1, rtsp_port=<RtspCamera.port> and main_stream_name="cam" it is exactly the
-GStreamer test camera's URL (tests/media/rtsp_fixture.py). Both profiles (Profile_Main,
+GStreamer test camera's URL (testing/media/rtsp_fixture.py). Both profiles (Profile_Main,
 Profile_Sub) point at it. The snapshot URI is http://127.0.0.1:{onvif_port}/snapshot.jpg and
 serves the last frame given to ``set_snapshot`` (HTTP Basic auth when credentials are set).
 

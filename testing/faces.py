@@ -1,6 +1,6 @@
-"""Face photos for tests (the shared data set), and frames built from them.
+"""Face photos for tests and benchmarks (the shared data set), and frames built from them.
 
-Importable from any test folder: `from tests.recognition.faces import faces_dir_path, lfw_photo, on_canvas`.
+`from testing.faces import faces_dir_path, lfw_photo, on_canvas`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,20 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def faces_dir_default() -> Path:
+    """$ACCESSGW_FACES_DIR, else ../shared/data/faces beside the repo (whether it exists or not)."""
+    configured = os.environ.get("ACCESSGW_FACES_DIR")
+    return Path(configured) if configured else REPO.parent / "shared" / "data" / "faces"
 
 
 def faces_dir_path() -> Path:
-    """$ACCESSGW_FACES_DIR, else ../shared/data/faces beside the repo; fails the test (never skips) if missing."""
-    configured = os.environ.get("ACCESSGW_FACES_DIR")
-    path = Path(configured) if configured else REPO.parent / "shared" / "data" / "faces"
+    """faces_dir_default(); fails the test (never skips) if it holds no lfw_subset."""
+    path = faces_dir_default()
     if not (path / "lfw_subset").is_dir():
-        source = "ACCESSGW_FACES_DIR" if configured else "the default location"
+        source = "ACCESSGW_FACES_DIR" if os.environ.get("ACCESSGW_FACES_DIR") else "the default location"
         pytest.fail(f"face photos not found at {path} ({source}); set ACCESSGW_FACES_DIR to the faces folder")
     return path
 

@@ -1,4 +1,5 @@
-"""Real local peers for tests: a mosquitto broker and an MQTT subscriber."""
+"""Real local peers for tests and benchmarks: a mosquitto broker, an MQTT subscriber, and the two
+helpers every harness uses (a free loopback port, bounded waiting on observable state)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,25 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+def port_answers(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts a TCP connection on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def wait_until(
     predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005, what: str = "condition"
 ) -> Any:
+    """The first truthy value of `predicate`, polled every `interval`; AssertionError after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -59,16 +71,14 @@ class Mosquitto:
         self.proc = subprocess.Popen(
             [self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited: {(self.dir / 'mosquitto.log').read_text()}") from None
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening")
+        proc = self.proc
+
+        def listening() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {(self.dir / 'mosquitto.log').read_text()}")
+            return port_answers(self.port)
+
+        wait_until(listening, 10, 0.05, "mosquitto listening")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -1,1 +1,0 @@
-"""Test media: a switchable RTSP test camera (GStreamer) and an ONVIF peer."""

@@ -6,6 +6,7 @@ that names the key, not a silently ignored setting.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from datetime import time
 from pathlib import Path
@@ -33,6 +34,27 @@ class MqttConfig(Strict):
     keepalive_s: int = Field(30, ge=5, le=3600)
     state_interval_s: float = Field(60.0, gt=0, title="How often …/state is republished")
     reconnect_max_s: float = Field(30.0, gt=0)
+
+
+class SyncConfig(Strict):
+    platform_public_key: str | None = Field(
+        None,
+        title="The town platform's Ed25519 public key, base64 of 32 bytes (public; may be a ${NAME} reference); "
+        "unset: only `state` requests are accepted",
+    )
+    max_skew_s: float = Field(300, gt=0, le=86400, title="A signed request's issued_at may differ this much")
+
+    @field_validator("platform_public_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except ValueError:
+                raise ValueError("not base64") from None
+            if len(raw) != 32:
+                raise ValueError(f"an Ed25519 public key is 32 bytes, this is {len(raw)}")
+        return value
 
 
 class ApiConfig(Strict):
@@ -170,6 +192,7 @@ class GatewayConfig(Strict):
     timezone: str | None = Field(None, title="IANA zone for permit dates and schedules; default the system's")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
     readers: list[ReaderConfig] = Field(default_factory=list)
     io_modules: list[IoModuleConfig] = Field(default_factory=list)
     doors: list[DoorConfig] = Field(default_factory=list)

@@ -42,12 +42,14 @@ from gateway.store.checkpoint import checkpoint_loop
 from gateway.store.db import open_store
 from gateway.store.journal import SqlOutbox
 from gateway.store.models import RosterMeta
+from gateway.store.replay import SqlReplayMemory
 
 if TYPE_CHECKING:
     from gateway.vision import Vision
-from sync.commands import CommandRouter
+from sync.commands import CommandRouter, RequestGuard
 from sync.mqtt_client import LinkCallbacks, MqttLink
 from sync.outbox import OutboxPump
+from sync.signing import public_key
 from sync.topics import Topics
 
 log = logging.getLogger("accessgw")
@@ -65,7 +67,9 @@ class Gateway:
         self.topics = Topics(cfg.mqtt.base_topic, cfg.gateway_id)
         self.outbox = SqlOutbox(self.sessions)
         self.pump = OutboxPump(self.outbox, self.topics.under)
-        self.router = CommandRouter(self._respond)
+        key = public_key(cfg.sync.platform_public_key) if cfg.sync.platform_public_key else None
+        guard = RequestGuard(key, SqlReplayMemory(self.engine), cfg.sync.max_skew_s)
+        self.router = CommandRouter(self._respond, guard)
         self.link = MqttLink(
             cfg.mqtt,
             self.topics,
@@ -183,8 +187,11 @@ class Gateway:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._state_dirty.set)
 
-    def _on_mqtt_message(self, topic: str, payload: bytes) -> None:
+    def _on_mqtt_message(self, topic: str, payload: bytes, retained: bool) -> None:
         command = self.topics.command_of(topic)
+        if command is not None and retained:  # a request kept by the broker is old news, whoever signed it
+            log.warning("retained request on %s ignored (%d bytes)", topic[:120], len(payload))
+            return
         if command is not None and self._loop is not None:
             asyncio.run_coroutine_threadsafe(self.router.dispatch(command, payload), self._loop)
 

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -119,9 +119,10 @@ class DoorPath:
         self._after(draft, door, granted, entry.id, since_mono)
         return entry.id
 
-    def open(self, door: DoorConfig, method: str) -> str:
-        """Exit button and remote opens: always granted, always logged."""
-        draft = EntryDraft(ts=datetime.now(UTC), door=door.id, method=method, decision="granted", reason="granted")
+    def open(self, door: DoorConfig, method: str, details: dict[str, Any] | None = None) -> str:
+        """Exit button and remote opens: always granted, always logged (a remote one names who asked)."""
+        draft = EntryDraft(ts=datetime.now(UTC), door=door.id, method=method, decision="granted", reason="granted",
+                           details=details)  # fmt: skip
         return self.record(draft, door, True)
 
     def unlock(self, door: DoorConfig) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.door_path import DoorPath
 from gateway.doors import DoorState
+from gateway.inputs import check_text
 from gateway.store.audit import audit
 from sync.commands import CommandError, CommandRouter
 
@@ -33,11 +34,19 @@ class PlatformRequests:
         return {"state": self.state()}
 
     async def door_open(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A signed open (checked by the router's guard), audited under the platform user who asked."""
+        user = request.get("user")
+        try:
+            if not isinstance(user, str) or not 1 <= len(user) <= 64:
+                raise ValueError("door/open needs `user`: the platform user who asked (1-64 characters)")
+            check_text(user, "user")
+        except ValueError as exc:
+            raise CommandError("malformed", str(exc)) from None
         door = self.doors.get(str(request.get("door")))
         if door is None:
-            raise CommandError("unknown_door", f"no door {request.get('door')!r}")
-        with self.sessions.begin() as s:  # every remote open is audited (DESIGN §8), whoever asks
-            audit(s, "platform", "door.open", {"door": door.cfg.id, "transaction": request.get("transaction")},
+            raise CommandError("unknown_door", f"no door {str(request.get('door'))[:64]!r}")
+        with self.sessions.begin() as s:  # every remote open is audited (DESIGN §8)
+            audit(s, f"platform:{user}", "door.open", {"door": door.cfg.id, "transaction": request.get("transaction")},
                   route="mqtt request/door/open")  # fmt: skip
-        self.door_path.open(door.cfg, "remote")
+        self.door_path.open(door.cfg, "remote", details={"user": user})
         return {"door": door.cfg.id}

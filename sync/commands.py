@@ -10,7 +10,13 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from nacl.signing import VerifyKey
+
+from sync.signing import verify
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +38,61 @@ class CommandError(Exception):
         self.code = code
 
 
+class ReplayMemory(Protocol):
+    def first_time(self, transaction: str, now: datetime) -> bool:
+        """Remember `transaction`; False if it was seen in the last 24 h (across restarts)."""
+        ...
+
+
+@dataclass
+class RequestGuard:
+    """Who may ask what (DESIGN §6.1): every request but `state` signed by the platform, fresh and new.
+
+    Refusals in the order DESIGN gives: bad_signature, stale, replayed (then malformed and
+    unknown_command in the router). Nothing is looked up before the signature holds.
+    """
+
+    key: VerifyKey | None  # None: a building not yet joined to a town accepts only `state`
+    memory: ReplayMemory
+    max_skew_s: float = 300.0
+    unsigned: frozenset[str] = frozenset({"state"})
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def needs_signature(self, command: str) -> bool:
+        return command not in self.unsigned
+
+    def check(self, command: str, request: dict[str, Any]) -> None:
+        if not self.needs_signature(command):
+            return
+        if self.key is None:
+            raise CommandError("bad_signature", "no platform key is configured: only `state` is accepted")
+        if not verify(request, self.key):
+            raise CommandError("bad_signature", "unsigned, or not signed by the platform's key")
+        now = self.clock()
+        issued = _issued_at(request.get("issued_at"))
+        if issued is None or abs((now - issued).total_seconds()) > self.max_skew_s:
+            raise CommandError("stale", f"issued_at must be within {self.max_skew_s:.0f} s of the gateway's clock")
+        transaction = request.get("transaction")
+        if isinstance(transaction, str | int) and not isinstance(transaction, bool):
+            if not self.memory.first_time(str(transaction)[:MAX_TRANSACTION], now):
+                raise CommandError("replayed", f"transaction {str(transaction)[:40]!r} was seen in the last 24 h")
+
+
+def _issued_at(value: Any) -> datetime | None:
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return ts if ts.tzinfo is not None else None
+
+
 class CommandRouter:
-    def __init__(self, respond: Callable[[str, str], None]) -> None:
+    def __init__(self, respond: Callable[[str, str], None], guard: RequestGuard | None = None) -> None:
         self._respond = respond  # (command, JSON payload) -> publish on …/response/{command}
         self._handlers: dict[str, Handler] = {}
+        self._guard = guard
 
     def register(self, command: str, handler: Handler) -> None:
         self._handlers[command] = handler
@@ -53,12 +110,17 @@ class CommandRouter:
         try:
             if len(raw) > MAX_PAYLOAD:
                 raise CommandError("malformed", f"payload of {len(raw)} bytes; at most {MAX_PAYLOAD}")
+            # Garbage cannot carry a valid signature: where one is needed, that is the refusal.
+            garbage = "bad_signature" if self._guard and self._guard.needs_signature(command) else "bad_request"
             try:
                 request = json.loads(raw.decode("utf-8")) if raw.strip() else {}
             except ValueError as exc:  # not UTF-8, not JSON, or an integer too long to convert
-                raise CommandError("bad_request", f"payload is not JSON: {exc}") from exc
+                raise CommandError(garbage, f"payload is not JSON: {exc}") from exc
             if not isinstance(request, dict):
-                raise CommandError("bad_request", "payload must be a JSON object")
+                raise CommandError(garbage, "payload must be a JSON object")
+            transaction = _echoable(request.get("transaction"))
+            if self._guard is not None:
+                self._guard.check(command, request)
             transaction = _transaction(request.get("transaction"))
             handler = self._handlers.get(command)
             if handler is None:
@@ -73,6 +135,13 @@ class CommandRouter:
             response = {"transaction": transaction, "status": "error", "error": "internal", "message": str(exc)}
         self._respond(command, json.dumps(response))
         return response
+
+
+def _echoable(value: Any) -> str | int | None:
+    try:
+        return _transaction(value)
+    except CommandError:
+        return None
 
 
 def _transaction(value: Any) -> str | int | None:

@@ -26,7 +26,7 @@ class LinkCallbacks:
     on_connected: Callable[[], None] = lambda: None
     on_disconnected: Callable[[str], None] = lambda reason: None
     on_ack: Callable[[int], None] = lambda mid: None
-    on_message: Callable[[str, bytes], None] = lambda topic, payload: None
+    on_message: Callable[[str, bytes, bool], None] = lambda topic, payload, retained: None
 
 
 class MqttLink:
@@ -115,7 +115,7 @@ class MqttLink:
         self._cb.on_ack(mid)
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        self._cb.on_message(msg.topic, msg.payload)
+        self._cb.on_message(msg.topic, msg.payload, bool(msg.retain))
 
 
 def _authenticate(client: paho.Client, cfg: MqttConfig) -> None:

@@ -114,6 +114,11 @@ class Subscriber:
         with self._cond:
             return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix)]
 
+    def payloads_under(self, part: str) -> list[dict[str, Any]]:
+        """JSON payloads of every topic containing `part` (e.g. "/response/"), in arrival order."""
+        with self._cond:
+            return [json.loads(p) for t, p, _ in self.messages if part in t]
+
     def raw(self, suffix: str) -> list[bytes]:
         with self._cond:
             return [p for t, p, _ in self.messages if t.endswith(suffix)]
@@ -121,8 +126,8 @@ class Subscriber:
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "messages") -> Any:
         return wait_until(predicate, timeout, what=what)
 
-    def publish(self, topic: str, payload: str) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+    def publish(self, topic: str, payload: str, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
 
     def close(self) -> None:
         self.client.disconnect()

@@ -159,6 +159,15 @@ class RosterMeta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class SeenRequest(Base):
+    """A signed platform request's transaction, kept 24 h: the same one again is a replay (DESIGN §6.1)."""
+
+    __tablename__ = "seen_requests"
+
+    transaction: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class AuditLog(Base):
     __tablename__ = "audit_log"
 

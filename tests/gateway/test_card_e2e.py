@@ -10,12 +10,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from drivers.wiegand import encode_wiegand
+from sync.signing import new_key_pair, sign
 from testing.peers import Mosquitto, wait_until
 from tests.gateway.rig import Rig
 
@@ -236,14 +237,21 @@ def test_exit_button_door_forced_and_held_open(rig: Rig) -> None:
 
 
 def test_platform_requests_remote_open_and_state(rig: Rig) -> None:
+    key, public = new_key_pair()
+    rig.config["sync"] = {"platform_public_key": public}
+
+    def signed(**message: object) -> str:
+        issued = datetime.now(UTC).isoformat()
+        return json.dumps(sign({"issued_at": issued, "user": "ops-1", **message}, key))
+
     rig.start()
     # "online" is published once the request subscription is acknowledged.
     wait_until(lambda: rig.sub.raw("/availability")[-1:] == [b"online"], 10, what="online")
     base = "accessgw/gw-test"
-    rig.sub.publish(f"{base}/request/door/open", json.dumps({"transaction": "tx-1", "door": "main"}))
-    rig.sub.publish(f"{base}/request/door/open", json.dumps({"transaction": "tx-2", "door": "attic"}))
-    rig.sub.publish(f"{base}/request/state", json.dumps({"transaction": "tx-3"}))
-    rig.sub.publish(f"{base}/request/roster/unknown", "{}")
+    rig.sub.publish(f"{base}/request/door/open", signed(transaction="tx-1", door="main"))
+    rig.sub.publish(f"{base}/request/door/open", signed(transaction="tx-2", door="attic"))
+    rig.sub.publish(f"{base}/request/state", json.dumps({"transaction": "tx-3"}))  # `state` needs no signature
+    rig.sub.publish(f"{base}/request/roster/unknown", signed(transaction="tx-4"))
     wait_until(
         lambda: len(rig.sub.payloads("/response/door/open")) >= 2 and rig.sub.payloads("/response/state"),
         10,
@@ -259,7 +267,7 @@ def test_platform_requests_remote_open_and_state(rig: Rig) -> None:
     wait_until(lambda: any(w[2] for w in coil_writes(rig)), 5, what="remote open pulses the relay")
     db = sqlite3.connect(rig.data_dir / "gateway.sqlite3")
     assert db.execute("SELECT actor, details FROM audit_log WHERE action = 'door.open'").fetchall() == [
-        ("platform", '{"door": "main", "transaction": "tx-1"}')
+        ("platform:ops-1", '{"door": "main", "transaction": "tx-1"}')
     ]
     wait_until(lambda: rig.sub.payloads("/response/roster/unknown"), 5, what="unknown command answered")
     assert rig.sub.payloads("/response/roster/unknown")[0]["error"] == "unknown_command"

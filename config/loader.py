@@ -274,9 +274,11 @@ def _by_line(problems: list[tuple[int, str]]) -> list[str]:
 
 def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
     data_dir = _resolve(cfg.data_dir, base)
-    ca_file = None if cfg.mqtt.ca_file is None else _resolve(cfg.mqtt.ca_file, base)
+    # The broker's CA and the gateway's client certificate and key, relative to the config file.
+    files = {name: _resolve(value, base) for name in ("ca_file", "cert_file", "key_file")
+             if (value := getattr(cfg.mqtt, name)) is not None}  # fmt: skip
     # The models are frozen: copy with the resolved values (already validated as paths).
-    mqtt = cfg.mqtt.model_copy(update={"ca_file": ca_file})
+    mqtt = cfg.mqtt.model_copy(update=files)
     return cfg.model_copy(update={"data_dir": data_dir, "mqtt": mqtt})
 
 

@@ -30,10 +30,31 @@ class MqttConfig(Strict):
     password: SecretStr | None = None
     tls: bool = False
     ca_file: Path | None = Field(None, title="CA bundle for TLS; the system store when unset")
+    cert_file: Path | None = Field(None, title="This gateway's client certificate (PEM, CN = gateway_id); needs tls")
+    key_file: Path | None = Field(
+        None, title="The private key of cert_file (PEM file, mode 0600): a path, e.g. ${CREDENTIALS_DIRECTORY}/…"
+    )
     client_id: str | None = Field(None, title="MQTT client id; default accessgw-{gateway_id}")
     keepalive_s: int = Field(30, ge=5, le=3600)
     state_interval_s: float = Field(60.0, gt=0, title="How often …/state is republished")
     reconnect_max_s: float = Field(30.0, gt=0)
+
+    @field_validator("ca_file", "cert_file", "key_file", mode="before")
+    @classmethod
+    def _a_path_not_pem(cls, value: object) -> object:
+        # A ${NAME} secret holds the file's content; these keys want the file's name.
+        if isinstance(value, str) and ("-----BEGIN" in value or "\n" in value):
+            raise ValueError("give the path of the PEM file, not its content")
+        return value
+
+    @model_validator(mode="after")
+    def _client_certificate(self) -> MqttConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            given, missing = ("cert_file", "key_file") if self.cert_file is not None else ("key_file", "cert_file")
+            raise ValueError(f"{given} is set but {missing} is not: a client certificate needs both")
+        if self.cert_file is not None and not self.tls:
+            raise ValueError("cert_file and key_file need tls: true")
+        return self
 
 
 class SyncConfig(Strict):

@@ -77,7 +77,7 @@ def test_example_loads_with_secrets_from_env():
 def test_example_without_secrets_names_both_lines():
     assert problems_of(EXAMPLE) == [
         f"{EXAMPLE}:24: mqtt.password: ${{MQTT_PASSWORD}} is not set in the environment nor in $CREDENTIALS_DIRECTORY",
-        f"{EXAMPLE}:111: cameras[0].onvif.password: ${{CAM_PASSWORD}} is not set in the environment nor in "
+        f"{EXAMPLE}:113: cameras[0].onvif.password: ${{CAM_PASSWORD}} is not set in the environment nor in "
         "$CREDENTIALS_DIRECTORY",
     ]
 

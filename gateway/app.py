@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import sdnotify
 from prometheus_client import generate_latest
-from sqlalchemy import select
 
 from config.models import GatewayConfig
 from drivers.events import BadFrame, CameraStatus, CardPresented, DoorInput, DriverEvent, IoStatus, ReaderStatus
@@ -34,15 +33,15 @@ from gateway.door_path import DoorPath
 from gateway.door_watch import DoorWatch
 from gateway.doors import DoorState
 from gateway.health import Health
-from gateway.platform_requests import PlatformRequests
+from gateway.platform_requests import PlatformRequests, RosterRequests
 from gateway.priorities import door_realtime
 from gateway.retention import prune
 from gateway.snapshots import SnapshotStore
 from gateway.store.checkpoint import checkpoint_loop
 from gateway.store.db import open_store
 from gateway.store.journal import SqlOutbox
-from gateway.store.models import RosterMeta
 from gateway.store.replay import SqlReplayMemory
+from gateway.store.roster_sync import current_version
 
 if TYPE_CHECKING:
     from gateway.vision import Vision
@@ -89,6 +88,8 @@ class Gateway:
                                   self.health, self.pump.notify)  # fmt: skip
         self.requests = PlatformRequests(self.router, self.doors, self.door_path, self.sessions, self.state_payload,
                                          self.publish_state)  # fmt: skip
+        self.roster_requests = RosterRequests(self.router, self.engine, cfg.gateway_id, self.pump.notify,
+                                              lambda: self._state_dirty.set())  # fmt: skip
         self.door_watch = DoorWatch(self.doors, dict(self.io), self.door_path, self.alerts)
         self.device_alerts = DeviceAlerts(self.health, self.alerts, lambda: self._state_dirty.set())
         self.vision: Vision | None = None
@@ -170,13 +171,16 @@ class Gateway:
         return report
 
     # --- uplink --------------------------------------------------------------
-    def roster_version(self) -> str | None:
-        with self.sessions() as s:
-            row = s.scalar(select(RosterMeta.value).where(RosterMeta.key == "version"))
-        return row
+    def roster_version(self) -> int:
+        """The platform's roster version held (0: never received one), DESIGN §6.1."""
+        with self.engine.connect() as conn:
+            return current_version(conn)
 
     def state_payload(self) -> dict[str, Any]:
-        return self.health.state_payload(self.roster_version(), self.outbox.depth())
+        payload = self.health.state_payload(self.roster_version(), self.outbox.depth())
+        if self.link.last_error:  # a broker or certificate problem, said once by the link
+            payload["last_error"] = self.link.last_error
+        return payload
 
     def publish_state(self) -> None:
         if self.link.connected:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import os
 import signal
@@ -422,6 +423,62 @@ def simulate_swipe(number: int, bits: str, data_dir: Path) -> None:
         fail(f"no simulated reader at {port}: is `accessgw run --simulate` running here?")
     SimulatedCardReader(str(port), "wiegand-text").swipe(number, int(bits))
     click.echo(f"swiped card {number} as Wiegand {bits}")
+
+
+@simulate.command("roster")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("var"), show_default=True)
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for it to apply.")
+def simulate_roster(data_dir: Path, timeout: float) -> None:
+    """As the town platform: sign and publish a demo roster patch to a running `--simulate` gateway.
+
+    The patch enrols a demo tenant with card 87654321 (`accessgw simulate swipe --number 87654321`)."""
+    import threading
+    import time
+
+    from gateway.simulation import PLATFORM_KEY, ROSTER_CARD, demo_patch, platform_key, sim_dir
+    from gateway.store.roster_sync import current_version
+    from sync.mqtt_client import LinkCallbacks, MqttLink
+    from sync.topics import Topics
+
+    config_path, key_path = sim_dir(data_dir) / "gateway.yaml", sim_dir(data_dir) / PLATFORM_KEY
+    if not config_path.exists() or not key_path.exists():
+        fail(f"no {config_path} or {key_path}: is `accessgw run --simulate` running here?")
+    cfg = read_config(str(config_path))
+    engine, _ = open_store(cfg.data_dir)
+    try:
+        with engine.connect() as conn:
+            version = current_version(conn)
+        now = datetime.now(UTC)
+        message = demo_patch(platform_key(data_dir), version, now.isoformat().replace("+00:00", "Z"),
+                             f"sim-{now.strftime('%Y%m%dT%H%M%S.%f')}")  # fmt: skip
+        acked = threading.Event()
+        platform = Topics(cfg.mqtt.base_topic, "sim-platform")
+        link = MqttLink(cfg.mqtt.model_copy(update={"client_id": f"accessgw-sim-platform-{os.getpid()}"}), platform,
+                        LinkCallbacks(on_ack=lambda mid: acked.set()))  # fmt: skip
+        link.start()
+        try:
+            deadline = time.monotonic() + timeout
+            while not link.connected and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not link.connected:
+                fail(f"broker {cfg.mqtt.host}:{cfg.mqtt.port} not reachable")
+            topic = Topics(cfg.mqtt.base_topic, cfg.gateway_id).under("request/roster/patch")
+            link.publish(topic, json.dumps(message, ensure_ascii=False), qos=1)
+            acked.wait(max(0.1, deadline - time.monotonic()))
+            link.publish(platform.availability, b"", qos=1, retain=True)  # leave no retained trace of this client
+        finally:
+            link.stop(publish_offline=False)
+        click.echo(f"published roster patch {version} -> {version + 1} on {topic}")
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                if current_version(conn) >= version + 1:
+                    click.echo(f"applied: roster version {version + 1}; "
+                               f"try `accessgw simulate swipe --number {ROSTER_CARD}`")  # fmt: skip
+                    return
+            time.sleep(0.1)
+        fail(f"not applied within {timeout:.0f} s (see the gateway's log)")
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ class Health:
             self.last_error = f"{key}: {error}"
         return changed
 
-    def state_payload(self, roster_version: str | None, outbox_depth: int) -> dict[str, Any]:
+    def state_payload(self, roster_version: int | str | None, outbox_depth: int) -> dict[str, Any]:
         def devices(table: dict[str, DeviceHealth]) -> dict[str, Any]:
             return {k: {"online": v.online, "error": v.error} for k, v in sorted(table.items())}
 

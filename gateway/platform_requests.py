@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.door_path import DoorPath
 from gateway.doors import DoorState
 from gateway.inputs import check_text
 from gateway.store.audit import audit
+from gateway.store.db import write_now, write_now_on
+from gateway.store.journal import request_snapshot
+from gateway.store.roster_sync import (
+    STAGE_TABLES,
+    Op,
+    PatchOutcome,
+    RosterSyncError,
+    apply_patch,
+    apply_staged_snapshot,
+    parse_ops,
+    parse_version,
+    stage_snapshot,
+)
 from sync.commands import CommandError, CommandRouter
+from sync.snapshots import SnapshotAssembler, SnapshotError
+
+log = logging.getLogger(__name__)
 
 
 class PlatformRequests:
@@ -50,3 +71,95 @@ class PlatformRequests:
                   route="mqtt request/door/open")  # fmt: skip
         self.door_path.open(door.cfg, "remote", details={"user": user})
         return {"door": door.cfg.id}
+
+
+class RosterRequests:
+    """`roster/patch` and `roster/snapshot` from the platform (DESIGN §6.1), signed (checked by the router's guard).
+
+    Parsing and applying run off the loop (a snapshot is many rows); one roster change at a time.
+    """
+
+    RECENT_SNAPSHOTS = 8
+
+    def __init__(self, router: CommandRouter, engine: Engine, gateway_id: str, notify: Callable[[], None],
+                 on_change: Callable[[], None] = lambda: None) -> None:  # fmt: skip
+        self.engine, self.gateway_id, self.notify, self.on_change = engine, gateway_id, notify, on_change
+        self.snapshots = SnapshotAssembler()
+        self._done: OrderedDict[str, int] = OrderedDict()  # snapshots applied lately → their version
+        self._lock = asyncio.Lock()
+        router.register("roster/patch", self.patch)
+        router.register("roster/snapshot", self.snapshot)
+
+    async def patch(self, request: dict[str, Any]) -> dict[str, Any]:
+        async with self._lock:
+            try:
+                outcome = await asyncio.to_thread(self._patch, request)
+            except RosterSyncError as exc:
+                raise CommandError(exc.code, str(exc)) from None
+        if outcome.status == "gap":
+            self.notify()
+            raise CommandError("version_gap", f"this gateway holds roster version {outcome.version}, not "
+                                              f"{request.get('from_version')}; a snapshot is requested")  # fmt: skip
+        if outcome.status == "applied":
+            log.info("roster patch %s applied: version %d", request.get("transaction"), outcome.version)
+            self.on_change()
+        return {"version": outcome.version}
+
+    def _patch(self, request: dict[str, Any]) -> PatchOutcome:
+        from_version = parse_version(request.get("from_version"), "from_version")
+        to_version = parse_version(request.get("to_version"), "to_version")
+        ops = parse_ops(request.get("ops"))
+        with write_now(self.engine) as conn:
+            outcome = apply_patch(conn, from_version, to_version, ops)
+            if outcome.status == "gap":
+                request_snapshot(conn, self.gateway_id, outcome.version, "version_gap", datetime.now(UTC))
+        return outcome
+
+    async def snapshot(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            version = parse_version(request.get("version"), "version")
+            snapshot_id = request.get("snapshot_id")
+            if not isinstance(snapshot_id, str) or not 1 <= len(snapshot_id) <= 64:
+                raise RosterSyncError("malformed", "`snapshot_id` must be a string of 1 to 64 characters")
+            check_text(snapshot_id, "snapshot_id")
+            chunk, chunks = request.get("chunk"), request.get("chunks")
+            if not all(isinstance(n, int) and not isinstance(n, bool) for n in (chunk, chunks)):
+                raise RosterSyncError("malformed", "`chunk` and `chunks` must be integers")
+        except (RosterSyncError, ValueError) as exc:
+            raise CommandError("malformed", str(exc)) from None
+        if snapshot_id in self._done:  # a chunk of a snapshot already applied, delivered again
+            return {"snapshot_id": snapshot_id, "complete": True, "version": self._done[snapshot_id]}
+        try:
+            ops = await asyncio.to_thread(parse_ops, request.get("ops"), upserts_only=True)
+            if snapshot_id not in self.snapshots.in_progress:  # incomplete after its TTL: dropped, memory freed
+                asyncio.get_running_loop().call_later(self.snapshots.ttl_s + 1, self.snapshots.expire)
+            complete = self.snapshots.add(snapshot_id, version, chunk, chunks, ops)  # type: ignore[arg-type]
+        except (RosterSyncError, SnapshotError) as exc:
+            self.snapshots.drop(snapshot_id)
+            raise CommandError("malformed", f"snapshot {snapshot_id!r} chunk {chunk}: {exc}") from None
+        if complete is None:
+            return {"snapshot_id": snapshot_id, "complete": False}
+        async with self._lock:
+            try:
+                applied = await asyncio.to_thread(self._apply_snapshot, complete.version, complete.items)
+            except RosterSyncError as exc:
+                raise CommandError(exc.code, f"snapshot {snapshot_id!r}: {exc}") from None
+        self._done[snapshot_id] = applied
+        while len(self._done) > self.RECENT_SNAPSHOTS:
+            self._done.popitem(last=False)
+        log.info("roster snapshot %s applied: %d operations, version %d", snapshot_id, len(complete.items), applied)
+        self.on_change()
+        return {"snapshot_id": snapshot_id, "complete": True, "version": applied}
+
+    def _apply_snapshot(self, version: int, ops: list[Op]) -> int:
+        """Staged into TEMP tables first (no lock), then applied set-based: the doors wait for the lock briefly."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            try:
+                conn.exec_driver_sql("BEGIN")  # TEMP tables only: no lock on the store
+                staged = stage_snapshot(conn, version, ops)
+                conn.exec_driver_sql("COMMIT")
+                with write_now_on(conn):
+                    return apply_staged_snapshot(conn, staged)
+            finally:
+                for table in STAGE_TABLES:
+                    conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{table}")

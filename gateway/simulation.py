@@ -7,22 +7,30 @@ runs unchanged against them.
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
+from nacl.signing import SigningKey
 
 from config.models import GatewayConfig
 from drivers.simulators import SimulatedCardReader, SimulatedRelayBoard, VirtualSerialLink
 from gateway.store.db import open_store
 from gateway.store.models import Tenant
 from gateway.store.roster import NewTenant, add_card, add_tenant
+from sync.signing import sign
 
 log = logging.getLogger("accessgw.simulation")
 
 DEMO_TENANT = "demo-001"
 DEMO_CARD = 12345678
+PLATFORM_KEY = "platform.key"  # the simulated town platform's signing key (private: 0600)
+ROSTER_TENANT = "sim-roster-001"
+ROSTER_CARD = 87654321
 
 
 def sim_dir(data_dir: Path) -> Path:
@@ -34,11 +42,27 @@ def reader_port(data_dir: Path) -> Path:
     return sim_dir(data_dir) / "reader-sim"
 
 
+def platform_key(data_dir: Path) -> SigningKey:
+    """The simulated platform's Ed25519 key under sim/ (made once, mode 0600): its public half goes into
+    the simulation's config (`sync.platform_public_key`), so `accessgw simulate roster` can sign."""
+    path = sim_dir(data_dir) / PLATFORM_KEY
+    if path.exists():
+        return SigningKey(base64.b64decode(path.read_text().strip(), validate=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = SigningKey.generate()
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(bytes(key)).decode("ascii") + "\n")
+    return key
+
+
 def simulation_config(data_dir: Path, gateway_id: str = "sim-0001") -> GatewayConfig:
     ports = sim_dir(data_dir)
+    public = base64.b64encode(bytes(platform_key(data_dir).verify_key)).decode("ascii")
     return GatewayConfig.model_validate(
         {
             "gateway_id": gateway_id,
+            "sync": {"platform_public_key": public},
             "data_dir": str(Path(data_dir).resolve()),
             "mqtt": {"host": "127.0.0.1", "port": 1883, "reconnect_max_s": 10},
             "readers": [{"id": "r1", "protocol": "wiegand-text", "port": str(ports / "reader-gw"), "baudrate": 9600}],
@@ -92,6 +116,20 @@ def seed_demo_roster(cfg: GatewayConfig) -> None:
                 add_card(s, DEMO_TENANT, DEMO_CARD)
     finally:
         engine.dispose()
+
+
+def demo_patch(key: SigningKey, from_version: int, issued_at: str, transaction: str) -> dict[str, Any]:
+    """A signed `request/roster/patch` (DESIGN §6.1) enrolling a demo tenant with card 87654321."""
+    today = date.today()
+    ops = [
+        {"op": "upsert", "kind": "tenant", "id": ROSTER_TENANT, "name": "Platform Demo", "permit": "SIM-PERMIT-001",
+         "valid_from": (today - timedelta(days=1)).isoformat(), "valid_to": (today + timedelta(days=365)).isoformat(),
+         "room": "102", "status": "active"},
+        {"op": "upsert", "kind": "card", "number": ROSTER_CARD, "tenant": ROSTER_TENANT},
+    ]  # fmt: skip
+    message = {"transaction": transaction, "issued_at": issued_at, "from_version": from_version,
+               "to_version": from_version + 1, "ops": ops}  # fmt: skip
+    return sign(message, key)
 
 
 class SimulatedHardware:

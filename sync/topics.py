@@ -7,6 +7,8 @@ from dataclasses import dataclass
 # Outbox topics, relative to the gateway's root (the store queues events under these names).
 ENTRY = "events/entry"
 ALERT = "events/alert"
+ROSTER = "events/roster"
+ROSTER_REQUEST = "events/roster_request"
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,26 +82,32 @@ def write_now(engine: Engine) -> Iterator[Connection]:
     wrote would fail its write at once (SQLITE_BUSY_SNAPSHOT, no retry). Waiting for the lock
     polls every 0.2 ms instead of SQLite's busy handler, which sleeps 1, 2, 5, 10 … ms.
     """
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("PRAGMA busy_timeout=0")
-        try:
-            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-            while True:
-                try:
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    break
-                except OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(LOCK_POLL_S)
-        finally:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        try:
-            yield conn
-        except BaseException:
-            conn.exec_driver_sql("ROLLBACK")
-            raise
-        conn.exec_driver_sql("COMMIT")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, write_now_on(conn):
+        yield conn
+
+
+@contextmanager
+def write_now_on(conn: Connection) -> Iterator[Connection]:
+    """`write_now` on a connection of one's own, in AUTOCOMMIT mode (e.g. one holding TEMP tables)."""
+    conn.exec_driver_sql("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                break
+            except OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(LOCK_POLL_S)
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    try:
+        yield conn
+    except BaseException:
+        conn.exec_driver_sql("ROLLBACK")
+        raise
+    conn.exec_driver_sql("COMMIT")
 
 
 def make_reader_engine(data_dir: Path) -> Engine:

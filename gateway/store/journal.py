@@ -171,6 +171,21 @@ def record_alert(db: Session | Connection, gateway_id: str, draft: AlertDraft, a
     return Recorded(alert_id, seq)
 
 
+def request_snapshot(db: Session | Connection, gateway_id: str, version: int, reason: str, now: datetime) -> bool:
+    """Queue an `events/roster_request` (DESIGN §6.1) unless one is still waiting in the outbox; True if queued."""
+    waiting = (
+        _connection(db)
+        .exec_driver_sql("SELECT 1 FROM outbox WHERE topic = ? LIMIT 1", (topics.ROSTER_REQUEST,))
+        .first()
+    )
+    if waiting is not None:
+        return False
+    payload = {"id": new_event_id(now), "ts": rfc3339(now), "gateway_id": gateway_id, "version": version,
+               "reason": reason}  # fmt: skip
+    _enqueue(db, topics.ROSTER_REQUEST, payload, now)
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class PendingEvent:
     seq: int

@@ -85,6 +85,29 @@ class FaceTemplate(Base):
     quality: Mapped[float] = mapped_column(Float)
     photo_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The platform's id of a template it sent (DESIGN §6.1); None for one enrolled at the building.
+    platform_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
+class WatchEntry(Base):
+    """A person of interest on the town's watch list (DESIGN §6.1): not a tenant, never granted anything."""
+
+    __tablename__ = "watch_entries"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str] = mapped_column(String(1000), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WatchVector(Base):
+    """A face template of a watch entry: 128 little-endian float32."""
+
+    __tablename__ = "watch_vectors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    watch_id: Mapped[str] = mapped_column(ForeignKey("watch_entries.id", ondelete="CASCADE"), index=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Entry(Base):

@@ -34,8 +34,15 @@ class NewTenant:
 CHANGE_COUNTER = "change_counter"
 
 
-def mark_changed(session: Session) -> None:
+def mark_changed(session: Session | Connection) -> None:
     """Count a roster change, so that a running gateway reloads what it caches (face index)."""
+    if isinstance(session, Connection):  # plain SQL (gateway.store.roster_sync, in a write_now transaction)
+        session.exec_driver_sql(
+            "INSERT INTO roster_meta (key, value) VALUES (?, '1')"
+            " ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            (CHANGE_COUNTER,),
+        )
+        return
     row = session.get(RosterMeta, CHANGE_COUNTER)
     if row is None:
         session.add(RosterMeta(key=CHANGE_COUNTER, value="1"))

@@ -6,6 +6,7 @@ routes and answers, echoing `transaction`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -93,6 +94,9 @@ class CommandRouter:
         self._respond = respond  # (command, JSON payload) -> publish on …/response/{command}
         self._handlers: dict[str, Handler] = {}
         self._guard = guard
+        # One request at a time, in the order the broker delivered them: roster patches and snapshot
+        # chunks depend on it, and parsing now happens in a thread that could otherwise finish out of order.
+        self._in_order = asyncio.Lock()
 
     def register(self, command: str, handler: Handler) -> None:
         self._handlers[command] = handler
@@ -106,35 +110,43 @@ class CommandRouter:
         if not COMMAND.fullmatch(command):
             log.warning("request on an odd topic ignored: %r (%d bytes)", command[:80], len(raw))
             return None
-        transaction: Any = None
+        echo: list[Any] = [None]  # the transaction to echo, known once the payload is parsed
         try:
-            if len(raw) > MAX_PAYLOAD:
-                raise CommandError("malformed", f"payload of {len(raw)} bytes; at most {MAX_PAYLOAD}")
-            # Garbage cannot carry a valid signature: where one is needed, that is the refusal.
-            garbage = "bad_signature" if self._guard and self._guard.needs_signature(command) else "bad_request"
-            try:
-                request = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-            except ValueError as exc:  # not UTF-8, not JSON, or an integer too long to convert
-                raise CommandError(garbage, f"payload is not JSON: {exc}") from exc
-            if not isinstance(request, dict):
-                raise CommandError(garbage, "payload must be a JSON object")
-            transaction = _echoable(request.get("transaction"))
-            if self._guard is not None:
-                self._guard.check(command, request)
-            transaction = _transaction(request.get("transaction"))
-            handler = self._handlers.get(command)
-            if handler is None:
-                raise CommandError("unknown_command", f"unknown command {command!r}")
-            result = await handler(request) or {}
+            # Parsing, the signature and the replay check run off the loop: a 200 KB roster chunk
+            # costs milliseconds of JSON and hashing, and the loop decides the doors.
+            async with self._in_order:
+                request = await asyncio.to_thread(self._admit, command, raw, echo)
+                transaction = _transaction(request.get("transaction"))
+                handler = self._handlers.get(command)
+                if handler is None:
+                    raise CommandError("unknown_command", f"unknown command {command!r}")
+                result = await handler(request) or {}
             response = {"transaction": transaction, "status": "ok", **result}
         except CommandError as exc:
             log.warning("request %s refused: %s", command, exc)
-            response = {"transaction": transaction, "status": "error", "error": exc.code, "message": str(exc)}
+            response = {"transaction": echo[0], "status": "error", "error": exc.code, "message": str(exc)}
         except Exception as exc:  # a handler bug answers, it does not go silent
             log.exception("request %s failed", command)
-            response = {"transaction": transaction, "status": "error", "error": "internal", "message": str(exc)}
+            response = {"transaction": echo[0], "status": "error", "error": "internal", "message": str(exc)}
         self._respond(command, json.dumps(response))
         return response
+
+    def _admit(self, command: str, raw: bytes, echo: list[Any]) -> dict[str, Any]:
+        """The parsed request once it is bounded, signed, fresh and new; else CommandError."""
+        if len(raw) > MAX_PAYLOAD:
+            raise CommandError("malformed", f"payload of {len(raw)} bytes; at most {MAX_PAYLOAD}")
+        # Garbage cannot carry a valid signature: where one is needed, that is the refusal.
+        garbage = "bad_signature" if self._guard and self._guard.needs_signature(command) else "bad_request"
+        try:
+            request = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        except ValueError as exc:  # not UTF-8, not JSON, or an integer too long to convert
+            raise CommandError(garbage, f"payload is not JSON: {exc}") from exc
+        if not isinstance(request, dict):
+            raise CommandError(garbage, "payload must be a JSON object")
+        echo[0] = _echoable(request.get("transaction"))
+        if self._guard is not None:
+            self._guard.check(command, request)
+        return request
 
 
 def _echoable(value: Any) -> str | int | None:

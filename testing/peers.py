@@ -50,13 +50,7 @@ class Mosquitto:
     """mosquitto on a free loopback port, persistent, restartable on the same port."""
 
     def __init__(self, workdir: Path) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(exe).exists():
-            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto); .ci/run installs it")
-        self.exe = exe
-        self.port = free_port()
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self._prepare(workdir)
         self.conf = self.dir / "mosquitto.conf"
         # `user root`: started as root, mosquitto would drop to its own user and
         # then fail to write persistence here (DESIGN §10).
@@ -65,6 +59,16 @@ class Mosquitto:
             f"persistence_location {self.dir}/\nautosave_interval 1\nuser root\n"
             f"log_dest file {self.dir}/mosquitto.log\nmax_queued_messages 0\n"
         )
+
+    def _prepare(self, workdir: Path) -> None:
+        """The broker program, a free loopback port and a working folder (the config is the caller's)."""
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto); .ci/run installs it")
+        self.exe = exe
+        self.port = free_port()
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -75,7 +79,8 @@ class Mosquitto:
 
         def listening() -> bool:
             if proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {(self.dir / 'mosquitto.log').read_text()}")
+                log = self.dir / "mosquitto.log"  # a config error can stop it before it opens its log
+                raise RuntimeError(f"mosquitto exited {proc.returncode}: {log.read_text() if log.exists() else ''}")
             return port_answers(self.port)
 
         wait_until(listening, 10, 0.05, "mosquitto listening")

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from testing.peers import free_port, port_answers, wait_until
+from testing.peers import Mosquitto
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "mosquitto"
 CURVE = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
@@ -81,17 +81,11 @@ class TownCa:
         )  # fmt: skip
 
 
-class TlsMosquitto:
+class TlsMosquitto(Mosquitto):
     """mosquitto with the shipped config/mosquitto/accessgw.conf and accessgw.acl, on a free loopback port."""
 
     def __init__(self, workdir: Path, ca: TownCa, server_cert: Path, server_key: Path) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(exe).exists():
-            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto); .ci/run installs it")
-        self.exe = exe
-        self.port = free_port()
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self._prepare(workdir)
         self.log = self.dir / "mosquitto.log"
         self.conf = self.dir / "mosquitto.conf"
         text = (SHIPPED / "accessgw.conf").read_text()
@@ -107,29 +101,3 @@ class TlsMosquitto:
         # Test-only: no persistence, a log to read; `user root` keeps a root-started broker able to read the keys.
         text += f"\nlog_dest file {self.log}\nlog_type all\nuser root\n"
         self.conf.write_text(text)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        proc = self.proc
-
-        def listening() -> bool:
-            if proc.poll() is not None:
-                output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                log = self.log.read_text() if self.log.exists() else ""
-                raise RuntimeError(f"mosquitto exited {proc.returncode}: {output}{log}")
-            return port_answers(self.port)
-
-        wait_until(listening, 10, 0.05, "mosquitto listening")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.proc = None

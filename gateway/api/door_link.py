@@ -37,5 +37,3 @@ class DoorLink:
                 self._ready = (now, report)
             return dict(self._ready[1])
 
-
-__all__ = ["DoorLink", "ControlError"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from nacl.signing import SigningKey
 
 from gateway.cli import main
 from gateway.simulation import PLATFORM_KEY, ROSTER_CARD, ROSTER_TENANT, platform_key, sim_dir, simulation_config
-from sync.signing import new_key_pair, sign
+from sync.signing import sign
 from testing.peers import Mosquitto, wait_until
 from tests.gateway.rig import GATEWAY_ID, Rig
 from tests.gateway.test_signed_requests import now_text, online
@@ -28,18 +27,8 @@ VALID_TO = f"{date.today().year + 1}-06-30"
 
 
 @pytest.fixture
-def keys() -> tuple[SigningKey, str]:
-    return new_key_pair()
-
-
-@pytest.fixture
-def rig(tmp_path: Path, mosquitto: Mosquitto, keys: tuple[SigningKey, str]) -> Iterator[Rig]:
-    r = Rig(tmp_path, mosquitto, pulse_ms=200)
-    r.config["sync"] = {"platform_public_key": keys[1], "max_skew_s": 300}
-    try:
-        yield r
-    finally:
-        r.close()
+def rig(signed_rig: Rig) -> Rig:
+    return signed_rig
 
 
 def tenant(tid: str, status: str = "active") -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,18 +22,8 @@ BASE = f"accessgw/{GATEWAY_ID}"
 
 
 @pytest.fixture
-def keys() -> tuple[SigningKey, str]:
-    return new_key_pair()
-
-
-@pytest.fixture
-def rig(tmp_path: Path, mosquitto: Mosquitto, keys: tuple[SigningKey, str]) -> Iterator[Rig]:
-    r = Rig(tmp_path, mosquitto, pulse_ms=200)
-    r.config["sync"] = {"platform_public_key": keys[1], "max_skew_s": 300}
-    try:
-        yield r
-    finally:
-        r.close()
+def rig(signed_rig: Rig) -> Rig:
+    return signed_rig
 
 
 def now_text(shift_s: float = 0) -> str:

@@ -66,6 +66,7 @@ def store_session(cfg: GatewayConfig, *user_errors: type[Exception]) -> Iterator
     engine, sessions = open_store(cfg.data_dir)
     try:
         with sessions.begin() as session:
+            session.info["gateway_id"] = cfg.gateway_id  # for roster_up
             yield session
     except user_errors as exc:
         fail(str(exc))
@@ -76,6 +77,17 @@ def store_session(cfg: GatewayConfig, *user_errors: type[Exception]) -> Iterator
 def roster_session(config_path: str) -> contextlib.AbstractContextManager[Session]:
     """A roster transaction; a RosterError becomes a one-line error and exit 1."""
     return store_session(read_config(config_path), RosterError)
+
+
+def cli_user() -> str:
+    return os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli"
+
+
+def roster_up(session: Session, tenant_id: str, change: str, by: str | None = None) -> None:
+    """A change made here leaves for the town with the transaction (DESIGN §6.1 "Up")."""
+    from gateway.store.roster_events import queue_roster_change
+
+    queue_roster_change(session, session.info["gateway_id"], tenant_id, change, by or f"cli:{cli_user()}")
 
 
 def parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
@@ -197,6 +209,7 @@ def tenant_add(
     """Enrol a tenant."""
     with roster_session(config_path) as s:
         add_tenant(s, NewTenant(tenant_id, name, permit, valid_to, valid_from, room))
+        roster_up(s, tenant_id, "tenant.create")
     click.echo(f"tenant {tenant_id} added (permit {permit}, valid to {valid_to})")
 
 
@@ -207,6 +220,7 @@ def _status_command(name: str, status: str, doc: str) -> None:
     def command(config_path: str, tenant_id: str) -> None:
         with roster_session(config_path) as s:
             set_status(s, tenant_id, status)
+            roster_up(s, tenant_id, f"tenant.{name}")
         click.echo(f"tenant {tenant_id} is now {status}")
 
 
@@ -217,7 +231,7 @@ def _status_command(name: str, status: str, doc: str) -> None:
 @click.option(
     "--by",
     "actor",
-    default=lambda: os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli",
+    default=cli_user,
     show_default="$SUDO_USER or $USER",
     help="Who asks (written to the audit log).",
 )
@@ -229,6 +243,7 @@ def tenant_watch(config_path: str, tenant_id: str, clear: bool, actor: str) -> N
     with roster_session(config_path) as s:
         set_watchlist(s, tenant_id, not clear)
         audit(s, f"cli:{actor}", "watchlist.clear" if clear else "watchlist.set", {"tenant_id": tenant_id})
+        roster_up(s, tenant_id, "watchlist.clear" if clear else "watchlist.set", f"cli:{actor}")
     click.echo(f"tenant {tenant_id} {'removed from' if clear else 'put on'} the watch list")
 
 
@@ -250,6 +265,7 @@ def card_add(config_path: str, tenant_id: str, number: int) -> None:
     """Bind a card to a tenant."""
     with roster_session(config_path) as s:
         add_card(s, tenant_id, number)
+        roster_up(s, tenant_id, "card.bind")
     click.echo(f"card {number} bound to tenant {tenant_id}")
 
 
@@ -259,7 +275,7 @@ def card_add(config_path: str, tenant_id: str, number: int) -> None:
 def card_remove(config_path: str, number: int) -> None:
     """Unbind a card."""
     with roster_session(config_path) as s:
-        remove_card(s, number)
+        roster_up(s, remove_card(s, number), "card.unbind")
     click.echo(f"card {number} removed")
 
 
@@ -297,6 +313,7 @@ def face_add(config_path: str, tenant_id: str, photos: tuple[Path, ...]) -> None
         fail("nothing stored: every photo must pass")
     with store_session(cfg, RosterError) as s:
         stored = enrol_faces(s, tenant_id, results, "cli")
+        roster_up(s, tenant_id, "face.enrol")
     click.echo(f"{stored} face template(s) stored for tenant {tenant_id}")
 
 
@@ -334,7 +351,9 @@ def face_import(config_path: str, folder: Path) -> None:
                 continue
             try:
                 with sessions.begin() as s:
+                    s.info["gateway_id"] = cfg.gateway_id
                     enrol_faces(s, sub.name, results, "cli:import")
+                    roster_up(s, sub.name, "face.enrol", "cli:import")
                 enrolled += 1
             except RosterError as exc:
                 refused.append((sub.name, str(exc)))

@@ -27,6 +27,7 @@ from gateway.store.roster import (
     set_status,
     set_watchlist,
 )
+from gateway.store.roster_events import queue_roster_change
 
 router = APIRouter(tags=["tenants"])
 ADMIN = require("admin")
@@ -37,6 +38,11 @@ MAX_PHOTO_BYTES = 10_000_000
 
 def _session(request: Request) -> Session:
     return request.app.state.ctx.sessions()
+
+
+def _up(s: Session, request: Request, tenant_id: str, change: str, caller: Caller) -> None:
+    """The change leaves for the town through the outbox, in this transaction (DESIGN §6.1 "Up")."""
+    queue_roster_change(s, request.app.state.ctx.cfg.gateway_id, tenant_id, change, caller.name)
 
 
 def _out(s: Session, t: Tenant) -> TenantOut:
@@ -67,6 +73,7 @@ def create_tenant(body: TenantIn, request: Request, caller: Caller = Depends(ADM
         except RosterError as exc:
             raise _roster_error(exc) from None
         audit(s, caller.name, "tenant.create", {"tenant_id": body.id}, route="POST /tenants")
+        _up(s, request, body.id, "tenant.create", caller)
         return _out(s, t)
 
 
@@ -141,7 +148,7 @@ def update_tenant(tenant_id: str, body: TenantPatch, request: Request, caller: C
         mark_changed(s)
         audit(s, caller.name, "tenant.update", {"tenant_id": tenant_id, "fields": sorted(changes)},
               route="PATCH /tenants/{id}")  # fmt: skip
-        s.flush()
+        _up(s, request, tenant_id, "tenant.update", caller)
         return _out(s, t)
 
 
@@ -154,6 +161,7 @@ def _status_route(action: str, status: str) -> None:
             except RosterError as exc:
                 raise _roster_error(exc) from None
             audit(s, caller.name, f"tenant.{action}", {"tenant_id": tenant_id}, route=f"POST /tenants/{{id}}/{action}")
+            _up(s, request, tenant_id, f"tenant.{action}", caller)
             return _out(s, t)
 
 
@@ -173,6 +181,7 @@ def delete_tenant(tenant_id: str, request: Request, caller: Caller = Depends(ADM
         s.delete(t)
         mark_changed(s)
         audit(s, caller.name, "tenant.delete", {"tenant_id": tenant_id}, route="DELETE /tenants/{id}")
+        _up(s, request, tenant_id, "tenant.delete", caller)
     return Response(status_code=204)
 
 
@@ -187,6 +196,7 @@ def bind_card(tenant_id: str, body: CardIn, request: Request, caller: Caller = D
         audit(
             s, caller.name, "card.bind", {"tenant_id": tenant_id, "card": body.number}, route="POST /tenants/{id}/cards"
         )
+        _up(s, request, tenant_id, "card.bind", caller)
         return _out(s, t)
 
 
@@ -196,10 +206,11 @@ def unbind_card(number: int, request: Request, caller: Caller = Depends(ADMIN)) 
         raise ApiError(422, "invalid_request", "a card number is a 32-bit unsigned integer")
     with _session(request) as s, s.begin():
         try:
-            remove_card(s, number)
+            owner = remove_card(s, number)
         except RosterError as exc:
             raise _roster_error(exc) from None
         audit(s, caller.name, "card.unbind", {"card": number}, route="DELETE /cards/{number}")
+        _up(s, request, owner, "card.unbind", caller)
     return Response(status_code=204)
 
 
@@ -232,6 +243,7 @@ async def upload_faces(
                        {"verdicts": [v.model_dump() for v in verdicts]})  # fmt: skip
     with _session(request) as s, s.begin():
         stored = enrol_faces(s, tenant_id, results, caller.name)
+        _up(s, request, tenant_id, "face.enrol", caller)
     return FacesOut(stored=stored, verdicts=verdicts)
 
 
@@ -244,6 +256,7 @@ def delete_faces(tenant_id: str, request: Request, caller: Caller = Depends(ADMI
             raise _roster_error(exc) from None
         audit(s, caller.name, "face.delete", {"tenant_id": tenant_id, "templates": removed},
               route="DELETE /tenants/{id}/faces")  # fmt: skip
+        _up(s, request, tenant_id, "face.delete", caller)
     return Response(status_code=204)
 
 
@@ -255,6 +268,7 @@ def _watch(tenant_id: str, request: Request, caller: Caller, on: bool) -> Tenant
             raise _roster_error(exc) from None
         audit(s, caller.name, "watchlist.set" if on else "watchlist.clear", {"tenant_id": tenant_id},
               route=f"{'PUT' if on else 'DELETE'} /tenants/{{id}}/watchlist")  # fmt: skip
+        _up(s, request, tenant_id, "watchlist.set" if on else "watchlist.clear", caller)
         return _out(s, t)
 
 

@@ -70,7 +70,7 @@ def _sql_time(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _enqueue(db: Session | Connection, topic: str, payload: dict[str, Any], now: datetime) -> int:
+def enqueue(db: Session | Connection, topic: str, payload: dict[str, Any], now: datetime) -> int:
     """Add an outbox row; returns its seq (SQLite AUTOINCREMENT)."""
     body = json.dumps(payload, separators=(",", ":"))
     result = _connection(db).exec_driver_sql(_INSERT_OUTBOX, (topic, body, _sql_time(now)))
@@ -126,7 +126,7 @@ def new_event_id(ts: datetime) -> str:
 def record_entry(db: Session | Connection, gateway_id: str, draft: EntryDraft, entry_id: str | None = None) -> Recorded:
     """Add the entry and its outbox row; the caller commits both at once."""
     entry_id = entry_id or new_event_id(draft.ts)
-    seq = _enqueue(db, topics.ENTRY, entry_payload(entry_id, gateway_id, draft), draft.ts)
+    seq = enqueue(db, topics.ENTRY, entry_payload(entry_id, gateway_id, draft), draft.ts)
     d = draft
     row = (
         entry_id,
@@ -151,7 +151,7 @@ def record_entry(db: Session | Connection, gateway_id: str, draft: EntryDraft, e
 
 def record_alert(db: Session | Connection, gateway_id: str, draft: AlertDraft, alert_id: str | None = None) -> Recorded:
     alert_id = alert_id or new_event_id(draft.ts)
-    seq = _enqueue(db, topics.ALERT, alert_payload(alert_id, gateway_id, draft), draft.ts)
+    seq = enqueue(db, topics.ALERT, alert_payload(alert_id, gateway_id, draft), draft.ts)
     values = dict(
         id=alert_id,
         seq=seq,
@@ -182,7 +182,7 @@ def request_snapshot(db: Session | Connection, gateway_id: str, version: int, re
         return False
     payload = {"id": new_event_id(now), "ts": rfc3339(now), "gateway_id": gateway_id, "version": version,
                "reason": reason}  # fmt: skip
-    _enqueue(db, topics.ROSTER_REQUEST, payload, now)
+    enqueue(db, topics.ROSTER_REQUEST, payload, now)
     return True
 
 

@@ -85,7 +85,8 @@ class FaceTemplate(Base):
     quality: Mapped[float] = mapped_column(Float)
     photo_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # The platform's id of a template it sent (DESIGN §6.1); None for one enrolled at the building.
+    # The town-wide id (DESIGN §6.1): the platform's for a template it sent, one made here
+    # (gateway.store.roster_events.new_template_id) for a template enrolled at the building.
     platform_id: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from gateway.access import CardHolder, TenantRecord, lookup_for_read
 from gateway.inputs import check_permit_date, check_text
 from gateway.store.models import Card, FaceTemplate, RosterMeta, Tenant
+from gateway.store.roster_events import new_template_id
 
 STATUSES = ("active", "suspended", "revoked")
 MAX_CARD = 0xFFFFFFFF
@@ -124,7 +125,8 @@ def add_face_templates(session: Session, tenant_id: str, templates: list[tuple[b
     """Store (embedding bytes, quality, photo sha256) rows; photos themselves are never stored."""
     get_tenant(session, tenant_id)
     for embedding, quality, sha in templates:
-        session.add(FaceTemplate(tenant_id=tenant_id, embedding=embedding, quality=quality, photo_sha256=sha))
+        session.add(FaceTemplate(tenant_id=tenant_id, embedding=embedding, quality=quality, photo_sha256=sha,
+                                 platform_id=new_template_id()))  # fmt: skip
     mark_changed(session)
     session.flush()
     return len(templates)
@@ -145,6 +147,13 @@ def face_templates_of_matchable_tenants(session: Session | Connection) -> list[t
         " WHERE t.status != 'revoked' ORDER BY f.id"
     )
     return [(tid, bytes(emb)) for tid, emb in rows]
+
+
+def watch_vectors(session: Session | Connection) -> list[tuple[str, bytes]]:
+    """(watch entry id, template) of the town's watch list (DESIGN §6.1): matched, never granted."""
+    conn = session.connection() if isinstance(session, Session) else session
+    rows = conn.exec_driver_sql("SELECT watch_id, embedding FROM watch_vectors ORDER BY id")
+    return [(wid, bytes(emb)) for wid, emb in rows]
 
 
 def tenant_records(session: Session | Connection, tenant_ids: list[str]) -> dict[str, TenantRecord]:
@@ -177,13 +186,16 @@ def add_card(session: Session, tenant_id: str, number: int) -> Card:
     return card
 
 
-def remove_card(session: Session, number: int) -> None:
+def remove_card(session: Session, number: int) -> str:
+    """Unbind a card; returns the tenant it belonged to."""
     card = session.get(Card, number)
     if card is None:
         raise RosterError(f"card {number} is not enrolled")
+    owner = card.tenant_id
     session.delete(card)
     mark_changed(session)
     session.flush()
+    return owner
 
 
 _HOLDERS_SQL = (

@@ -196,6 +196,11 @@ class RecognitionConfig(Strict):
     min_frames: int = Field(2, ge=1, le=50)
     track_gap_s: float = Field(2.0, gt=0)
     workers: int = Field(2, ge=1, le=32)
+    # The town's watch list (DESIGN §6.1) is matched stricter than tenants: a false hit sends police
+    # after an innocent passer-by, a missed one only waits for the next camera. A track must average
+    # at least watch_min_frames frames and its mean come within watch_threshold of a watch vector.
+    watch_threshold: float = Field(0.45, gt=0, lt=2)
+    watch_min_frames: int = Field(3, ge=1, le=50)
 
 
 class SnapshotsConfig(Strict):

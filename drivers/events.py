@@ -93,6 +93,8 @@ class FaceSeen:
     frame_mono: float  # time.monotonic() when the frame was captured
     frame: Any = field(default=None, repr=False, compare=False)  # the BGR frame (numpy), for snapshots
     mono: float = field(default_factory=time.monotonic)
+    watch_id: str | None = None  # the town watch-list entry the track matched, if any (never a tenant)
+    watch_distance: float | None = None
 
 
 DriverEvent = CardPresented | BadFrame | ReaderStatus | DoorInput | IoStatus | CameraStatus

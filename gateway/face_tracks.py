@@ -16,12 +16,14 @@ class TrackMemo:
     last_mono: float
     identified: bool = False
     stranger_alerted: bool = False
+    watch_alerted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Triggers:
     identified: bool = False  # the track was confirmed as a tenant just now
     stranger: bool = False  # an unknown face has lingered stranger_after_s on an entry camera
+    watch_hit: bool = False  # the track matched a town watch-list entry just now (any camera)
 
 
 @dataclass
@@ -47,8 +49,11 @@ class FaceTracks:
         )
         if stranger:
             memo.stranger_alerted = True
+        watch_hit = face.watch_id is not None and not memo.watch_alerted
+        if watch_hit:
+            memo.watch_alerted = True
         self._forget(face.frame_mono)
-        return Triggers(identified, stranger)
+        return Triggers(identified, stranger, watch_hit)
 
     def _forget(self, now_mono: float) -> None:
         stale = [k for k, m in self.tracks.items() if now_mono - m.last_mono > self.forget_after_s]

@@ -30,7 +30,7 @@ from gateway.doors import DoorState
 from gateway.face_tracks import FaceTracks
 from gateway.snapshots import SnapshotStore, api_path
 from gateway.store.journal import AlertDraft, EntryDraft, new_event_id
-from gateway.store.roster import change_counter, face_templates_of_matchable_tenants, tenant_records
+from gateway.store.roster import change_counter, face_templates_of_matchable_tenants, tenant_records, watch_vectors
 from recognition.index import TemplateIndex
 from recognition.pipeline import FacePipeline
 
@@ -53,8 +53,13 @@ class Vision:
         self.door_path, self.alerts, self.call_in_loop = door_path, alerts, call_in_loop
         self.cameras: dict[str, CameraConfig] = {c.id: c for c in cfg.cameras}
         self.index = TemplateIndex()
+        self.watch_index = TemplateIndex()  # the town's persons of interest: alerts only, never a door
         self.captures = {c.id: RtspCapture(c.id, c, emit) for c in cfg.cameras}
-        self.pipeline = FacePipeline(cfg.recognition, self.index, self._face_from_thread) if cfg.cameras else None
+        self.pipeline = (
+            FacePipeline(cfg.recognition, self.index, self._face_from_thread, watch_index=self.watch_index)
+            if cfg.cameras
+            else None
+        )
         self.tracks = FaceTracks(forget_after_s=max(30.0, 4 * cfg.recognition.track_gap_s))
         self.waits: CardAndFaceWaits[FaceSeen] = CardAndFaceWaits()
         self.snapshots = SnapshotStore(cfg.data_dir)
@@ -95,9 +100,12 @@ class Vision:
             if counter == self._roster_seen:
                 return
             rows = face_templates_of_matchable_tenants(conn)
+            watched = watch_vectors(conn)
         self.index.replace_all((tid, np.frombuffer(emb, dtype="<f4")) for tid, emb in rows)
+        self.watch_index.replace_all((wid, np.frombuffer(emb, dtype="<f4")) for wid, emb in watched)
         self._roster_seen = counter
-        log.info("face index: %d templates of %d tenants", len(self.index), len(self.index.tenants()))
+        log.info("face index: %d templates of %d tenants, %d of %d watch-list entries", len(self.index),
+                 len(self.index.tenants()), len(self.watch_index), len(self.watch_index.tenants()))  # fmt: skip
 
     async def _sample(self, cam: CameraConfig, stop: asyncio.Event) -> None:
         """Hand the newest frame to recognition at the camera's configured rate."""
@@ -130,6 +138,9 @@ class Vision:
         metrics.FACES.labels(face.camera).inc()
         at_door = cam.door is not None and cam.role == "entry"
         triggers = self.tracks.observe(face, entry_camera=at_door, stranger_after_s=cam.stranger_after_s)
+        if triggers.watch_hit:  # whatever the camera's door and mode; it decides nothing
+            self._alert("watchlist_hit", "critical", face, cam, watch_id=face.watch_id,
+                        distance=None if face.watch_distance is None else round(face.watch_distance, 4))  # fmt: skip
         if triggers.identified:
             self._identified(face, cam)
         if triggers.stranger:

@@ -61,9 +61,11 @@ class FacePipeline:
         emit: Callable[[FaceSeen], None],
         *,
         warm_up_timeout_s: float = 120.0,
+        watch_index: TemplateIndex | None = None,
     ) -> None:
         self.cfg = cfg
         self.index = index
+        self.watch_index = watch_index  # the town's persons of interest, matched apart from the tenants
         self.emit = emit
         self.warm_up_timeout_s = warm_up_timeout_s
         self._stats = StatsRecorder()
@@ -124,7 +126,11 @@ class FacePipeline:
             elif camera not in self._jobs:
                 self._order.append(camera)
                 self._jobs[camera] = deque()
-                self._trackers[camera] = FaceTracker(self.cfg.track_gap_s, self.cfg.min_frames, self._match)
+                self._trackers[camera] = FaceTracker(
+                    self.cfg.track_gap_s, self.cfg.min_frames, self._match,
+                    watch=self._match_watch if self.watch_index is not None else None,
+                    watch_min_frames=self.cfg.watch_min_frames,
+                )  # fmt: skip
             self._pending[camera] = frame
             self._cond.notify_all()
 
@@ -271,6 +277,8 @@ class FacePipeline:
                 frame_ts=frame.ts,
                 frame_mono=frame.mono,
                 frame=frame.image,
+                watch_id=u.watch_id,
+                watch_distance=u.watch_distance,
             )
             try:
                 self.emit(event)
@@ -299,3 +307,7 @@ class FacePipeline:
 
     def _match(self, probe: np.ndarray) -> tuple[str | None, float]:
         return self.index.match(probe, self.cfg.threshold)
+
+    def _match_watch(self, probe: np.ndarray) -> tuple[str | None, float]:
+        assert self.watch_index is not None
+        return self.watch_index.match(probe, self.cfg.watch_threshold)

@@ -47,6 +47,8 @@ class TrackUpdate:
     distance: float | None  # the track's distance to tenant_id as of this frame; None when not confirmed
     track_age_s: float
     box: Box
+    watch_id: str | None = None  # the watch-list entry this track matched (once set, kept)
+    watch_distance: float | None = None
 
 
 @dataclass(slots=True)
@@ -60,6 +62,8 @@ class _Track:
     votes: Counter[str] = field(default_factory=Counter)
     tenant_id: str | None = None  # set once confirmed
     distance: float | None = None  # latest distance to tenant_id
+    watch_id: str | None = None  # set once the mean matches a watch-list entry
+    watch_distance: float | None = None
 
     @property
     def mean(self) -> np.ndarray:
@@ -74,10 +78,16 @@ class FaceTracker:
         match: MatchFn | None = None,
         *,
         max_appearance_distance: float = MAX_APPEARANCE_DISTANCE,
+        watch: MatchFn | None = None,
+        watch_min_frames: int = 3,
     ) -> None:
         self.track_gap_s = track_gap_s
         self.min_frames = min_frames
         self.match = match
+        # The watch list is a second, independent question about the same track: it never changes
+        # the track's tenant identity (a watched face is no key to any door).
+        self.watch = watch
+        self.watch_min_frames = watch_min_frames
         self.max_appearance_distance = max_appearance_distance
         self._tracks: list[_Track] = []
         self._next_id = 1
@@ -99,6 +109,7 @@ class FaceTracker:
                 track.frames += 1
                 track.box, track.last_mono = o.box, frame_mono
             self._decide(track, o)
+            self._check_watch(track)
             updates.append(self._update_of(track, frame_mono))
         return updates
 
@@ -151,12 +162,18 @@ class FaceTracker:
         if best == track.tenant_id:
             track.distance = distance
 
+    def _check_watch(self, track: _Track) -> None:
+        if self.watch is None or track.watch_id is not None or track.frames < self.watch_min_frames:
+            return
+        watch_id, distance = self.watch(track.mean.astype(np.float32))
+        if watch_id is not None:
+            track.watch_id, track.watch_distance = watch_id, distance
+
     @staticmethod
     def _update_of(track: _Track, mono: float) -> TrackUpdate:
         confirmed = track.tenant_id is not None
-        return TrackUpdate(
-            track.track_id, track.tenant_id, confirmed, track.distance, mono - track.first_mono, track.box
-        )
+        return TrackUpdate(track.track_id, track.tenant_id, confirmed, track.distance, mono - track.first_mono,
+                           track.box, track.watch_id, track.watch_distance)  # fmt: skip
 
 
 def box_iou(a: Box, b: Box) -> float:

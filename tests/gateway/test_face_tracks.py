@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from drivers.events import FaceSeen
@@ -114,3 +115,15 @@ def test_the_observed_track_itself_is_never_forgotten() -> None:
     assert entry(t, seen(0.0, age=0.0)) == NOTHING
     assert entry(t, seen(100.0, age=100.0)) == STRANGER  # long gap, same track: its memo is refreshed first
     assert list(t.tracks) == [("c1", 1)]
+
+
+def test_a_watch_list_match_is_reported_once_per_track_on_any_camera() -> None:
+    t = FaceTracks(forget_after_s=30)
+    hit = Triggers(watch_hit=True)
+    face = seen(0.0)
+    assert t.observe(face, entry_camera=False, stranger_after_s=3) == NOTHING
+    watched = replace(face, frame_mono=0.1, watch_id="W3", watch_distance=0.3)
+    assert t.observe(watched, entry_camera=False, stranger_after_s=3) == hit  # a watch camera too
+    assert t.observe(watched, entry_camera=False, stranger_after_s=3) == NOTHING
+    other = replace(watched, track_id=2)
+    assert entry(t, other) == hit

@@ -124,3 +124,26 @@ def test_without_a_match_function_each_frame_votes(enc) -> None:
     assert not t.update(0.1, [Observation(BOX, e[3], None, None)])[0].confirmed
     (u,) = t.update(0.2, [Observation(BOX, e[4], "tom", 0.38)])
     assert (u.tenant_id, u.confirmed, u.distance) == ("tom", True, 0.38)
+
+
+def test_the_watch_list_is_a_separate_question_asked_after_watch_min_frames(enc, index) -> None:
+    watch = TemplateIndex()
+    watch.add("W3", enc["Serena_Williams"][:2])  # a person of interest, not a tenant
+    asked: list[int] = []
+
+    def match_watch(probe: np.ndarray) -> tuple[str | None, float]:
+        asked.append(1)
+        return watch.match(probe, 0.45)
+
+    t = FaceTracker(2.0, 2, partial(index.match, threshold=0.5), watch=match_watch, watch_min_frames=3)
+    seen = [t.update(10.0 + i / 10, [Observation(shifted(BOX, i), enc["Serena_Williams"][2 + i])])[0]
+            for i in range(3)]  # fmt: skip
+    assert [u.watch_id for u in seen] == [None, None, "W3"] and len(asked) == 1  # from the 3rd frame on
+    assert all(u.tenant_id is None and not u.confirmed for u in seen)  # a watched face is no tenant
+    assert 0 <= (seen[2].watch_distance or -1) <= 0.45
+    more = t.update(10.4, [Observation(shifted(BOX, 4), enc["Serena_Williams"][4])])[0]
+    assert more.watch_id == "W3" and len(asked) == 1  # kept, not asked again
+    # A tenant's track is asked too, and keeps its identity whatever the watch list says.
+    t2 = FaceTracker(2.0, 2, partial(index.match, threshold=0.5), watch=match_watch, watch_min_frames=2)
+    kofi = [t2.update(20.0 + i / 10, [Observation(BOX, enc["Kofi_Annan"][2 + i])])[0] for i in range(3)]
+    assert [u.tenant_id for u in kofi] == [None, "kofi", "kofi"] and all(u.watch_id is None for u in kofi)

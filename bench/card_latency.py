@@ -6,22 +6,41 @@ RTU server, timestamped on arrival), with a roster of N tenants and cards.
 The gateway runs as its own process (`python -m gateway run`), unchanged.
 
     .venv/bin/python -m bench.card_latency [--tenants 100000] [--swipes 2000]
+    .venv/bin/python -m bench.card_latency --during-snapshot   # swipes while roster snapshots are applied
+
+--during-snapshot: after the idle swipes (the baseline, same run), the platform publishes two signed
+snapshots on the broker, as a town would: the building's roster with a face template added to every
+tenant (a new gateway joining the town: every template is new), then the same with 1% of the tenants'
+rooms changed and 1,000 new tenants (the usual snapshot after a version gap). Swipes go on meanwhile and
+are reported apart.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import random
 import re
 import statistics
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from bench.roster import fill_roster
+import numpy as np
+from nacl.signing import SigningKey
+
+from bench.roster import card_number, fill_roster
+from sync.signing import new_key_pair, sign
 from testing.gateway import DoorPeers, GatewayProcess, gateway_config
-from testing.peers import Mosquitto, wait_until
+from testing.peers import Mosquitto, Subscriber, wait_until
+
+MAX_MESSAGE = 200_000
 
 
 def rss_peak_mb(pid: int) -> float:
@@ -35,12 +54,83 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1] if len(values) > 1 else values[0]
 
 
+def snapshot_ops(tenants: int, *, room_changed_every: int = 0, new: int = 0) -> list[dict[str, Any]]:
+    """The roster bench.roster.fill_roster wrote, as the platform's snapshot, with a template per tenant."""
+    today, rng = date.today(), np.random.default_rng(3)
+    out: list[dict[str, Any]] = []
+    for i in range(tenants + new):
+        room = f"{i % 40 + 1}{i % 20:02d}"
+        if i >= tenants or (room_changed_every and i % room_changed_every == 0):
+            room = "B1"
+        out.append({"op": "upsert", "kind": "tenant", "id": f"t{i:06d}", "name": f"Tenant {i}", "permit": f"P{i:09d}",
+                    "valid_from": (today - timedelta(days=30)).isoformat(), "room": room, "status": "active",
+                    "valid_to": (today + timedelta(days=365)).isoformat()})  # fmt: skip
+        out.append({"op": "upsert", "kind": "card", "number": card_number(i), "tenant": f"t{i:06d}"})
+        vector = base64.b64encode(rng.normal(0, 0.1, 128).astype("<f4").tobytes()).decode()
+        out.append({"op": "upsert", "kind": "template", "id": f"F{i:06d}", "tenant": f"t{i:06d}", "vector": vector})
+    return out
+
+
+def snapshot_messages(key: SigningKey, version: int, ops: list[dict[str, Any]]) -> list[str]:
+    chunks: list[list[dict[str, Any]]] = [[]]
+    size = 400
+    for op in ops:
+        n = len(json.dumps(op, separators=(",", ":")).encode()) + 1
+        if size + n > MAX_MESSAGE:
+            chunks.append([])
+            size = 400
+        chunks[-1].append(op)
+        size += n
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return [json.dumps(sign({"transaction": f"s{version}-{i}", "issued_at": now, "version": version,
+                             "snapshot_id": f"snap-{version}", "chunk": i, "chunks": len(chunks), "ops": c}, key),
+                       separators=(",", ":")) for i, c in enumerate(chunks)]  # fmt: skip
+
+
+class Town:
+    """The platform's side on the broker: publishes a snapshot's chunks and sees the gateway's answer."""
+
+    def __init__(self, port: int, gateway_id: str) -> None:
+        self.base = f"accessgw/{gateway_id}"
+        self.link = Subscriber(port, f"{self.base}/response/#", client_id="bench-town")
+
+    def send(self, messages: list[str], version: int, halfway: Callable[[], None] | None = None) -> threading.Event:
+        done = threading.Event()
+
+        def publish() -> None:
+            for i, m in enumerate(messages):
+                if i == len(messages) // 2 and halfway is not None:
+                    halfway()
+                self.link.publish(f"{self.base}/request/roster/snapshot", m)
+            answers = self.link.payloads
+            wait_until(lambda: any(a.get("version") == version for a in answers("/response/roster/snapshot")),
+                       300, 0.05, f"snapshot {version} applied")  # fmt: skip
+            done.set()
+
+        threading.Thread(target=publish, daemon=True).start()
+        return done
+
+
+    def open_door(self, key: SigningKey, n: int) -> None:
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        message = sign({"transaction": f"open-{n}", "issued_at": now, "door": "main", "user": "bench"}, key)
+        self.link.publish(f"{self.base}/request/door/open", json.dumps(message))
+
+
+def report(label: str, latencies: list[float]) -> None:
+    values = sorted(latencies)
+    print(f"(a) {label}: {len(values)} swipes, frame→relay write ms: p50 {percentile(values, 50):.2f}  "
+          f"p90 {percentile(values, 90):.2f}  p99 {percentile(values, 99):.2f}  max {values[-1]:.2f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=100_000)
     parser.add_argument("--swipes", type=int, default=2000)
     parser.add_argument("--bits", type=int, choices=(26, 34), default=34)
+    parser.add_argument("--during-snapshot", action="store_true", help="then swipe while snapshots are applied")
     args = parser.parse_args()
+    key, public = new_key_pair()
 
     work = Path(tempfile.mkdtemp(prefix="accessgw-bench-"))
     t = time.perf_counter()
@@ -53,27 +143,71 @@ def main() -> None:
     board, card = peers.board, peers.card
     assert card is not None
     pulse_ms = 50
-    cfg = gateway_config(work / "data", broker.port, gateway_id="bench-0001",
+    cfg = gateway_config(work / "data", broker.port, gateway_id="bench-0001", sync={"platform_public_key": public},
                          **peers.sections(pulse_ms, poll_ms=200, inputs=False))  # fmt: skip
     gateway = GatewayProcess(work, cfg)
     latencies: list[float] = []
+    during: dict[str, list[float]] = {}
+    rng = random.Random(7)
+
+    def swipe() -> float:
+        number = rng.choice(numbers)
+        frame = card.frame(number & 0xFFFFFF if args.bits == 26 else number, args.bits)
+        before = len(board.write_history())
+        card.write_raw(frame)
+        t0 = time.monotonic()  # the frame's last byte is now in the pty
+        wait_until(lambda n=before: len(board.write_history()) > n, 5, 0.002, "coil ON write")
+        t_on = board.write_history()[before][0]
+        # Wait for the pulse's OFF write so that the next swipe writes ON again.
+        wait_until(lambda n=before: len(board.write_history()) > n + 1, 5, 0.001, "coil OFF write")
+        return (t_on - t0) * 1000
+
+    def swipe_until(done: Callable[[], bool]) -> list[float]:
+        out = []
+        while not done():
+            out.append(swipe())
+        return out
+
     try:
         gateway.start()
         peers.wait_polled()
         assert gateway.proc is not None
-        rng = random.Random(7)
         for i in range(args.swipes + 20):
-            number = rng.choice(numbers)
-            frame = card.frame(number & 0xFFFFFF if args.bits == 26 else number, args.bits)
-            before = len(board.write_history())
-            card.write_raw(frame)
-            t0 = time.monotonic()  # the frame's last byte is now in the pty
-            wait_until(lambda n=before: len(board.write_history()) > n, 5, 0.002, "coil ON write")
-            t_on = board.write_history()[before][0]
+            latency = swipe()
             if i >= 20:  # the first swipes warm caches
-                latencies.append((t_on - t0) * 1000)
-            # Wait for the pulse's OFF write so that the next swipe writes ON again.
-            wait_until(lambda n=before: len(board.write_history()) > n + 1, 5, 0.001, "coil OFF write")
+                latencies.append(latency)
+        if args.during_snapshot:
+            town = Town(broker.port, "bench-0001")
+            for version, label, ops in (
+                (1, "a template for every tenant (a gateway joining the town)", snapshot_ops(args.tenants)),
+                (2, "1% of rooms changed, 1,000 new tenants (after a version gap)",
+                 snapshot_ops(args.tenants, room_changed_every=100, new=1000)),
+            ):  # fmt: skip
+                messages = snapshot_messages(key, version, ops)
+                del ops
+                t = time.perf_counter()
+                done = town.send(messages, version)
+                during[f"snapshot {version}: {len(messages)} messages, {label}"] = swipe_until(done.is_set)
+                print(f"snapshot {version} applied {time.perf_counter() - t:.1f} s after its first chunk was sent")
+            # A remote open (signed door/open) idle, then sent halfway through a snapshot's chunks.
+            opened: dict[str, float] = {}
+
+            def remote_open(label: str, n: int) -> None:
+                before = len(board.write_history())
+                t0 = time.monotonic()
+                town.open_door(key, n)
+                wait_until(lambda: len(board.write_history()) > before, 30, 0.002, "remote open's coil write")
+                opened[label] = (board.write_history()[before][0] - t0) * 1000
+                wait_until(lambda: len(board.write_history()) > before + 1, 5, 0.001, "coil OFF write")
+
+            remote_open("idle", 1)
+            ops = snapshot_ops(args.tenants, room_changed_every=50, new=2000)
+            messages = snapshot_messages(key, 3, ops)
+            del ops
+            done = town.send(messages, 3, halfway=lambda: remote_open("halfway through snapshot 3", 2))
+            wait_until(done.is_set, 300, 0.05, "snapshot 3 applied")
+            for label, ms in opened.items():
+                print(f"remote open ({label}): publish→relay write {ms:.0f} ms")
         rss = rss_peak_mb(gateway.proc.pid)
     finally:
         try:
@@ -81,12 +215,10 @@ def main() -> None:
         finally:
             peers.close()
             broker.stop()
-    latencies.sort()
-    print(f"machine: {os.cpu_count()} cores; roster {args.tenants}; {len(latencies)} swipes, Wiegand {args.bits}")
-    print(
-        f"(a) frame→relay write latency ms: p50 {percentile(latencies, 50):.2f}  p90 {percentile(latencies, 90):.2f}"
-        f"  p99 {percentile(latencies, 99):.2f}  max {latencies[-1]:.2f}"
-    )
+    print(f"machine: {os.cpu_count()} cores; roster {args.tenants}; Wiegand {args.bits}")
+    report("idle", latencies)
+    for label, values in during.items():
+        report(f"while {label}", values)
     # The gateway logs, per card, the time from the frame's completion to the relay write being handed
     # to the serial port ("in X ms"): the same span without the relay board's own receive and decode.
     logged = sorted([float(m) for m in re.findall(rb" in ([0-9.]+) ms", gateway.log_path.read_bytes())][20:])

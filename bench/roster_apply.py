@@ -2,8 +2,11 @@
 patch, through the gateway's own request path (router with signature guard → RosterRequests → SQLite).
 
 Prints the messages a platform sends (count, sizes: each ≤ 200 KB, DESIGN §6.1), the time to take the
-chunks in (parse and check) and to apply the snapshot (one transaction: SQLite's write lock is held, and
-doors wait, for that long), the peak RSS while doing it, and the patch's time.
+chunks in (parse and check) and to apply the snapshot, how long a door's commit (SQLite's write lock,
+taken every 10 ms by a probe thread) waited meanwhile, the peak RSS, and the patch's time. Baseline in
+the same run: the same snapshot applied as one transaction (what the gateway did before: the doors
+waited for all of it). Then a second snapshot on the full store (1% of tenants changed, 1,000 new):
+the usual one, after a version gap.
 
     .venv/bin/python -m bench.roster_apply [--tenants 100000]
 """
@@ -25,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from gateway.platform_requests import RosterRequests
-from gateway.store.db import open_store, write_now
+from gateway.store.db import open_store, write_now, write_now_on
 from gateway.store.replay import SqlReplayMemory
-from gateway.store.roster_sync import current_version
+from gateway.store.roster_snapshot import apply_changes, apply_new_rows, drop_stage, new_row_batches, stage_snapshot
+from gateway.store.roster_sync import current_version, parse_ops
 from sync.commands import CommandRouter, RequestGuard
 from sync.signing import new_key_pair, public_key, sign
 
@@ -45,12 +49,14 @@ def reset_peak_rss() -> None:
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS (Linux)
 
 
-def ops(tenants: int) -> Iterator[dict[str, Any]]:
+def ops(tenants: int, changed: int = 0) -> Iterator[dict[str, Any]]:
+    """The roster: a card and a template per tenant; every `changed`-th tenant suspended (0: none)."""
     rng = np.random.default_rng(1)
     for i in range(tenants):
+        status = "suspended" if changed and i % changed == 0 else "active"
         yield {"op": "upsert", "kind": "tenant", "id": f"T{i:06d}", "name": f"租户 {i}", "permit": f"4401061990{i:08d}",
                "valid_from": "2026-01-01", "valid_to": VALID_TO, "room": f"{i % 30 + 1}{i % 20:02d}",
-               "status": "active"}  # fmt: skip
+               "status": status}  # fmt: skip
     for i in range(tenants):
         yield {"op": "upsert", "kind": "card", "number": 10_000_000 + i, "tenant": f"T{i:06d}"}
     for i in range(tenants):
@@ -79,11 +85,11 @@ def now_text() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def chunk_ops(tenants: int) -> list[list[dict[str, Any]]]:
+def chunk_ops(tenants: int, changed: int = 0) -> list[list[dict[str, Any]]]:
     """Ops packed into chunks whose signed message stays under MAX_MESSAGE bytes."""
     chunks: list[list[dict[str, Any]]] = [[]]
     size = 400  # the envelope: transaction, issued_at, version, snapshot_id, chunk, chunks, sig
-    for op in ops(tenants):
+    for op in ops(tenants, changed):
         n = len(json.dumps(op, ensure_ascii=False, separators=(",", ":")).encode()) + 1
         if size + n > MAX_MESSAGE:
             chunks.append([])
@@ -91,6 +97,55 @@ def chunk_ops(tenants: int) -> list[list[dict[str, Any]]]:
         chunks[-1].append(op)
         size += n
     return chunks
+
+
+def signed_snapshot(key: Any, tenants: int, version: int, changed: int = 0) -> list[bytes]:
+    chunks = chunk_ops(tenants, changed)
+    return [
+        json.dumps(sign({"transaction": f"s{version}-{i}", "issued_at": now_text(), "version": version,
+                         "snapshot_id": f"snap-{version}", "chunk": i, "chunks": len(chunks), "ops": c}, key),
+                   ensure_ascii=False, separators=(",", ":")).encode()
+        for i, c in enumerate(chunks)
+    ]  # fmt: skip
+
+
+def waited(probe: DoorProbe) -> str:
+    return (f"a door's commit waited at most {max(probe.waits) * 1000:.0f} ms, p99 "
+            f"{np.percentile(probe.waits, 99) * 1000:.1f} ms over {len(probe.waits) - 1} commits")  # fmt: skip
+
+
+def baseline_one_transaction(tmp: Path, tenants: int) -> None:
+    """The same snapshot applied the way the gateway did before: staged outside the lock, then all of it
+    in one write transaction."""
+    engine, _ = open_store(tmp / "baseline")
+    parsed = parse_ops(list(ops(tenants)), upserts_only=True)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("BEGIN")
+        staged = stage_snapshot(conn, 1, parsed)
+        conn.exec_driver_sql("COMMIT")
+        probe = DoorProbe(engine)
+        probe.start()
+        t0 = time.perf_counter()
+        with write_now_on(conn):
+            staged = apply_changes(conn, staged)
+            for batch in new_row_batches(conn, size=tenants * 3):
+                apply_new_rows(conn, staged, batch, last=batch[0] == "stage_template")
+        apply_s = time.perf_counter() - t0
+        probe.stop.set()
+        probe.join()
+        drop_stage(conn)
+    print(f"  baseline, one write transaction (as before): applied in {apply_s:.2f} s; {waited(probe)}")
+    engine.dispose()
+
+
+async def send(router: CommandRouter, messages: list[bytes]) -> tuple[float, float]:
+    """(seconds for all chunks, seconds for the last one: the apply)."""
+    t0 = time.perf_counter()
+    for m in messages[:-1]:
+        await router.dispatch("roster/snapshot", m)
+    t_last = time.perf_counter()
+    await router.dispatch("roster/snapshot", messages[-1])
+    return time.perf_counter() - t0, time.perf_counter() - t_last
 
 
 async def run(tenants: int, patch_ops: int) -> None:
@@ -102,30 +157,18 @@ async def run(tenants: int, patch_ops: int) -> None:
                                RequestGuard(public_key(public), SqlReplayMemory(engine)))  # fmt: skip
         roster = RosterRequests(router, engine, "bench", lambda: None)
 
-        chunks = chunk_ops(tenants)
-        messages = [
-            json.dumps(sign({"transaction": f"s-{i}", "issued_at": now_text(), "version": 1, "snapshot_id": "snap-1",
-                             "chunk": i, "chunks": len(chunks), "ops": c}, key), ensure_ascii=False,
-                       separators=(",", ":")).encode()
-            for i, c in enumerate(chunks)
-        ]  # fmt: skip
-        del chunks
+        messages = signed_snapshot(key, tenants, 1)
         sizes = np.array([len(m) for m in messages])
         print(f"snapshot of {tenants:,} tenants, {tenants:,} cards, {tenants:,} templates: {len(messages)} messages, "
               f"{sizes.sum() / 1e6:.1f} MB; sizes min {sizes.min():,} / median {int(np.median(sizes)):,} / "
               f"max {sizes.max():,} bytes")  # fmt: skip
+        baseline_one_transaction(Path(tmp), tenants)
 
         base_rss, _ = rss_mb()
         reset_peak_rss()
         probe = DoorProbe(engine)
         probe.start()
-        t0 = time.perf_counter()
-        for m in messages[:-1]:
-            await router.dispatch("roster/snapshot", m)
-        t_last = time.perf_counter()
-        await router.dispatch("roster/snapshot", messages[-1])
-        apply_s = time.perf_counter() - t_last
-        total_s = time.perf_counter() - t0
+        total_s, apply_s = await send(router, messages)
         probe.stop.set()
         probe.join()
         rss, peak = rss_mb()
@@ -136,12 +179,22 @@ async def run(tenants: int, patch_ops: int) -> None:
             counts = [conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar()
                       for t in ("tenants", "cards", "face_templates")]  # fmt: skip
         assert counts == [tenants] * 3, counts
-        print(f"  all chunks in and applied: {total_s:.2f} s; the last chunk (the apply, one transaction): "
-              f"{apply_s:.2f} s")  # fmt: skip
-        print(f"  a door's commit (write lock, every 10 ms meanwhile) waited at most {max(probe.waits) * 1000:.0f} ms, "
-              f"p99 {np.percentile(probe.waits, 99) * 1000:.1f} ms over {len(probe.waits) - 1} commits")  # fmt: skip
+        print(f"  into a new gateway: all chunks in and applied {total_s:.2f} s; the last chunk (sort, then the "
+              f"apply in short transactions) {apply_s:.2f} s; {waited(probe)}")  # fmt: skip
         print(f"  RSS before {base_rss:.0f} MB (the messages held by the bench: {sizes.sum() / 2**20:.0f} MB), "
               f"peak {peak:.0f} MB (+{peak - base_rss:.0f} MB), after {rss:.0f} MB")  # fmt: skip
+        del messages
+
+        # The usual snapshot: after a version gap, on a full store, most of it already held.
+        messages = signed_snapshot(key, tenants + 1000, 2, changed=100)
+        probe = DoorProbe(engine)
+        probe.start()
+        total_s, apply_s = await send(router, messages)
+        probe.stop.set()
+        probe.join()
+        assert answers[-1].get("version") == 2, answers[-1]
+        print(f"second snapshot, {tenants + 1000:,} tenants of which {tenants // 100:,} changed and 1,000 new: all "
+              f"chunks {total_s:.2f} s, the apply {apply_s:.2f} s; {waited(probe)}")  # fmt: skip
         del messages
 
         patch = [{"op": "upsert", "kind": "tenant", "id": f"T{i:06d}", "name": f"租户 {i}",
@@ -149,14 +202,14 @@ async def run(tenants: int, patch_ops: int) -> None:
                   "status": "suspended"} for i in range(patch_ops // 2)]  # fmt: skip
         patch += [{"op": "upsert", "kind": "card", "number": 90_000_000 + i, "tenant": f"T{i:06d}"}
                   for i in range(patch_ops - len(patch))]  # fmt: skip
-        message = json.dumps(sign({"transaction": "p-1", "issued_at": now_text(), "from_version": 1,
-                                   "to_version": 2, "ops": patch}, key), ensure_ascii=False).encode()  # fmt: skip
+        message = json.dumps(sign({"transaction": "p-1", "issued_at": now_text(), "from_version": 2,
+                                   "to_version": 3, "ops": patch}, key), ensure_ascii=False).encode()  # fmt: skip
         t0 = time.perf_counter()
         answer = await router.dispatch("roster/patch", message)
         patch_s = time.perf_counter() - t0
-        assert answer is not None and answer.get("version") == 2, answer
+        assert answer is not None and answer.get("version") == 3, answer
         with engine.connect() as conn:
-            assert current_version(conn) == 2
+            assert current_version(conn) == 3
         print(f"patch of {patch_ops:,} operations ({len(message):,} bytes): {patch_s * 1000:.0f} ms, signature "
               f"check to answer")  # fmt: skip
         del roster

@@ -197,7 +197,7 @@ class Gateway:
             log.warning("retained request on %s ignored (%d bytes)", topic[:120], len(payload))
             return
         if command is not None and self._loop is not None:
-            asyncio.run_coroutine_threadsafe(self.router.dispatch(command, payload), self._loop)
+            self.router.submit(command, payload, self._loop)
 
     def _respond(self, command: str, payload: str) -> None:
         self.link.publish(self.topics.response(command), payload, qos=1)

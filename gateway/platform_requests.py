@@ -18,17 +18,14 @@ from gateway.inputs import check_text
 from gateway.store.audit import audit
 from gateway.store.db import write_now, write_now_on
 from gateway.store.journal import request_snapshot
-from gateway.store.roster_sync import (
-    STAGE_TABLES,
-    Op,
-    PatchOutcome,
-    RosterSyncError,
-    apply_patch,
-    apply_staged_snapshot,
-    parse_ops,
-    parse_version,
+from gateway.store.roster_snapshot import (
+    apply_changes,
+    apply_new_rows,
+    drop_stage,
+    new_row_batches,
     stage_snapshot,
 )
+from gateway.store.roster_sync import Op, PatchOutcome, RosterSyncError, apply_patch, parse_ops, parse_version
 from sync.commands import CommandError, CommandRouter
 from sync.snapshots import SnapshotAssembler, SnapshotError
 
@@ -152,14 +149,19 @@ class RosterRequests:
         return {"snapshot_id": snapshot_id, "complete": True, "version": applied}
 
     def _apply_snapshot(self, version: int, ops: list[Op]) -> int:
-        """Staged into TEMP tables first (no lock), then applied set-based: the doors wait for the lock briefly."""
+        """Sorted against the store first (no lock), then applied in short write transactions
+        (gateway.store.roster_snapshot): the doors wait for the lock briefly, never for the whole snapshot."""
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             try:
-                conn.exec_driver_sql("BEGIN")  # TEMP tables only: no lock on the store
+                conn.exec_driver_sql("BEGIN")  # TEMP tables and reads only: no lock on the store
                 staged = stage_snapshot(conn, version, ops)
                 conn.exec_driver_sql("COMMIT")
                 with write_now_on(conn):
-                    return apply_staged_snapshot(conn, staged)
+                    staged = apply_changes(conn, staged)
+                batches = new_row_batches(conn)
+                for i, batch in enumerate(batches):
+                    with write_now_on(conn):
+                        apply_new_rows(conn, staged, batch, last=i == len(batches) - 1)
+                return version
             finally:
-                for table in STAGE_TABLES:
-                    conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{table}")
+                drop_stage(conn)

@@ -121,7 +121,9 @@ class Vision:
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                self.reload_index()
+                # In a thread: reading and stacking a town-sized roster's templates takes long enough
+                # to hold up the loop, where cards are decided (the index swaps in atomically).
+                await asyncio.to_thread(self.reload_index)
                 self.settle_pending(time.monotonic())
             except Exception:  # never let bookkeeping end the cameras
                 log.exception("vision housekeeping failed")

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 # Bounds on what a request may make us parse and echo (DESIGN §6.1 refuses with `malformed`).
 MAX_PAYLOAD = 256 * 1024  # a roster snapshot chunk is at most 200 KB
 MAX_TRANSACTION = 128  # characters of a string, or digits of an integer
+# Requests taken from the broker and not yet answered: at most 32 x 256 KB held. Beyond that the MQTT
+# thread waits, and the broker keeps the rest (QoS 1 flow control): a flood costs the broker, not us.
+MAX_WAITING = 32
 # The command is echoed into the topic `…/response/{command}`: only names like ours, so that
 # no request makes us publish on a topic of its choosing (`+`, `#`, `..`, a NUL, a megabyte).
 COMMAND = re.compile(r"^[a-z0-9/_-]{1,64}$")
@@ -94,9 +98,16 @@ class CommandRouter:
         self._respond = respond  # (command, JSON payload) -> publish on …/response/{command}
         self._handlers: dict[str, Handler] = {}
         self._guard = guard
-        # One request at a time, in the order the broker delivered them: roster patches and snapshot
-        # chunks depend on it, and parsing now happens in a thread that could otherwise finish out of order.
-        self._in_order = asyncio.Lock()
+        # One request at a time per lane, in the order the broker delivered them: roster patches and
+        # snapshot chunks depend on it, and parsing happens in a thread that could otherwise finish out of
+        # order. The roster has a lane of its own, so that a remote open never waits for a snapshot.
+        self._lanes: dict[str, asyncio.Lock] = {}
+        self._room = threading.BoundedSemaphore(MAX_WAITING)
+
+    def _lane(self, command: str) -> str:
+        if command.startswith("roster/"):
+            return "roster"
+        return command if command in self._handlers else "unknown"  # a lock per name we answer, no more
 
     def register(self, command: str, handler: Handler) -> None:
         self._handlers[command] = handler
@@ -104,6 +115,22 @@ class CommandRouter:
     @property
     def commands(self) -> list[str]:
         return sorted(self._handlers)
+
+    def submit(self, command: str, raw: bytes, loop: asyncio.AbstractEventLoop, wait_s: float = 10.0) -> bool:
+        """From the MQTT thread: hand a request to the loop, waiting while MAX_WAITING are not yet answered.
+
+        False (and a log line) if it was dropped: no room after `wait_s`, or the loop is gone.
+        """
+        if not self._room.acquire(timeout=wait_s):
+            log.warning("request %s dropped: %d requests are still waiting for an answer", command[:64], MAX_WAITING)
+            return False
+        try:
+            future = asyncio.run_coroutine_threadsafe(self.dispatch(command, raw), loop)
+        except RuntimeError:  # the loop closed: shutting down
+            self._room.release()
+            return False
+        future.add_done_callback(lambda _: self._room.release())
+        return True
 
     async def dispatch(self, command: str, raw: bytes) -> dict[str, Any] | None:
         """Answer one request; None (and no answer) when the command name is not one we could answer on."""
@@ -114,7 +141,7 @@ class CommandRouter:
         try:
             # Parsing, the signature and the replay check run off the loop: a 200 KB roster chunk
             # costs milliseconds of JSON and hashing, and the loop decides the doors.
-            async with self._in_order:
+            async with self._lanes.setdefault(self._lane(command), asyncio.Lock()):
                 request = await asyncio.to_thread(self._admit, command, raw, echo)
                 transaction = _transaction(request.get("transaction"))
                 handler = self._handlers.get(command)

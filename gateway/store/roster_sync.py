@@ -1,10 +1,10 @@
-"""The roster from the town platform (DESIGN §6.1): versioned patches and snapshots, applied in SQL.
+"""The roster from the town platform (DESIGN §6.1): operations validated, versioned patches applied in SQL.
 
 No MQTT here: `gateway.platform_requests` parses requests, this module validates their operations
-(`parse_ops`, raising `RosterSyncError("malformed")` before anything is written) and applies them
-in the caller's transaction. The version lives in `roster_meta` under "version" (0 until the first
-roster from the platform). Plain SQL through the connection: a snapshot of 100,000 tenants with
-templates is hundreds of thousands of rows (bench/roster_apply.py).
+(`parse_ops`, raising `RosterSyncError("malformed")` before anything is written) and applies patches
+in the caller's transaction (snapshots: `gateway.store.roster_snapshot`). The version lives in
+`roster_meta` under "version" (0 until the first roster from the platform). Plain SQL through the
+connection: a town's roster is hundreds of thousands of rows (bench/roster_apply.py).
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def current_version(db: Session | Connection) -> int:
         return 0
 
 
-def _set_version(conn: Connection, version: int) -> None:
+def set_version(conn: Connection, version: int) -> None:
     conn.exec_driver_sql(
         "INSERT INTO roster_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         (VERSION, str(version)),
@@ -264,115 +264,13 @@ def apply_patch(session: Session | Connection, from_version: int, to_version: in
     if from_version != current:
         return PatchOutcome("gap", current)
     conn = _conn(session)
-    _apply(conn, ops)
-    _set_version(conn, to_version)
+    apply_ops(conn, ops)
+    set_version(conn, to_version)
     mark_changed(session)
     return PatchOutcome("applied", to_version)
 
 
-@dataclass(frozen=True, slots=True)
-class StagedSnapshot:
-    """A snapshot's rows in the connection's TEMP tables (`stage_snapshot`), ready for `apply_staged_snapshot`."""
-
-    version: int
-    watch: list[WatchOp]
-
-
-STAGE_TABLES = {
-    "stage_tenant": "(id, name, permit, valid_from, valid_to, room, status)",
-    "stage_card": "(number, tenant)",
-    "stage_template": "(id, tenant, vector, quality, photo_sha256)",
-    "stage_watch": "(id)",
-}
-
-
-def stage_snapshot(db: Session | Connection, version: int, ops: list[Op]) -> StagedSnapshot:
-    """Copy a snapshot (upserts only) into TEMP tables of this connection.
-
-    TEMP tables are not the store: filling them takes no write lock, so a gateway can stage outside
-    its write transaction and hold SQLite's lock (doors wait for it) only for `apply_staged_snapshot`.
-    """
-    conn = _conn(db)
-    rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in STAGE_TABLES}
-    watch: list[WatchOp] = []
-    tenants: list[TenantOp] = []
-    for op in ops:
-        if isinstance(op, TenantOp):
-            tenants.append(op)
-            rows["stage_tenant"].append((op.id, op.name, op.permit, op.valid_from and op.valid_from.isoformat(),
-                                         op.valid_to.isoformat(), op.room, op.status))  # fmt: skip
-        elif isinstance(op, CardOp):
-            rows["stage_card"].append((op.number, op.tenant))
-        elif isinstance(op, TemplateOp):
-            rows["stage_template"].append((op.id, op.tenant, op.vector, op.quality, op.photo_sha256))
-        elif isinstance(op, WatchOp):
-            watch.append(op)
-            rows["stage_watch"].append((op.id,))
-        else:
-            raise RosterSyncError("malformed", "a snapshot holds upserts only")
-    _check_permits(list({t.id: t for t in tenants}.values()))  # the last upsert of a tenant is the one kept
-    for table, columns in STAGE_TABLES.items():
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{table}")
-        conn.exec_driver_sql(f"CREATE TEMP TABLE {table} {columns}")
-        if rows[table]:
-            marks = ", ".join("?" * (columns.count(",") + 1))
-            conn.exec_driver_sql(f"INSERT INTO temp.{table} VALUES ({marks})", rows[table])
-    return StagedSnapshot(version, watch)
-
-
-_FROM_STAGE = (
-    "INSERT INTO tenants (id, name, permit_number, valid_from, valid_to, room, status, watchlist, created_at,"
-    " updated_at) SELECT id, name, permit, valid_from, valid_to, room, status, 0, :now, :now FROM temp.stage_tenant"
-    " WHERE true ORDER BY rowid ON CONFLICT(id) DO UPDATE SET name = excluded.name,"
-    " permit_number = excluded.permit_number, valid_from = excluded.valid_from, valid_to = excluded.valid_to,"
-    " room = excluded.room, status = excluded.status, updated_at = excluded.updated_at",
-    "INSERT INTO cards (number, low24, tenant_id, created_at) SELECT number, number & 16777215, tenant, :now"
-    " FROM temp.stage_card WHERE true ORDER BY rowid ON CONFLICT(number) DO UPDATE SET tenant_id = excluded.tenant_id",
-    "INSERT INTO face_templates (platform_id, tenant_id, embedding, quality, photo_sha256, created_at)"
-    " SELECT id, tenant, vector, quality, photo_sha256, :now FROM temp.stage_template WHERE true ORDER BY rowid"
-    " ON CONFLICT(platform_id) DO UPDATE SET tenant_id = excluded.tenant_id, embedding = excluded.embedding,"
-    " quality = excluded.quality, photo_sha256 = excluded.photo_sha256",
-)
-_NOT_STAGED = (
-    "DELETE FROM cards WHERE tenant_id NOT IN (SELECT id FROM temp.stage_tenant)",
-    "DELETE FROM face_templates WHERE tenant_id NOT IN (SELECT id FROM temp.stage_tenant)",
-    "DELETE FROM tenants WHERE id NOT IN (SELECT id FROM temp.stage_tenant)",
-    "DELETE FROM cards WHERE number NOT IN (SELECT number FROM temp.stage_card)",
-    "DELETE FROM face_templates WHERE platform_id IS NULL OR platform_id NOT IN (SELECT id FROM temp.stage_template)",
-    "DELETE FROM watch_vectors WHERE watch_id NOT IN (SELECT id FROM temp.stage_watch)",
-    "DELETE FROM watch_entries WHERE id NOT IN (SELECT id FROM temp.stage_watch)",
-)
-
-
-def apply_staged_snapshot(db: Session | Connection, staged: StagedSnapshot) -> int:
-    """Replace the platform's roster with the staged snapshot and hold its version, in the caller's transaction.
-
-    Tenants, cards, templates and watch entries not in the snapshot are deleted (entries stay);
-    a tenant kept keeps its local watch-list flag. Set-based SQL: the write lock is held briefly.
-    """
-    conn = _conn(db)
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    try:
-        for sql in _NOT_STAGED:
-            conn.exec_driver_sql(sql)
-        for sql in _FROM_STAGE:
-            conn.exec_driver_sql(sql.replace(":now", "?"), (now,) * sql.count(":now"))
-    except IntegrityError as exc:
-        raise RosterSyncError("malformed", f"snapshot: {_integrity(exc)}") from None
-    _apply(conn, list(staged.watch))
-    for table in STAGE_TABLES:
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{table}")
-    _set_version(conn, staged.version)
-    mark_changed(db)
-    return staged.version
-
-
-def apply_snapshot(db: Session | Connection, version: int, ops: list[Op]) -> int:
-    """`stage_snapshot` and `apply_staged_snapshot` in the caller's transaction."""
-    return apply_staged_snapshot(db, stage_snapshot(db, version, ops))
-
-
-def _integrity(exc: IntegrityError) -> str:
+def integrity_message(exc: IntegrityError) -> str:
     problem = str(exc.orig)
     if "permit_number" in problem:
         return "a permit number already belongs to another tenant"
@@ -409,7 +307,7 @@ _DELETES = {
 }  # fmt: skip
 
 
-def _apply(conn: Connection, ops: list[Op]) -> None:
+def apply_ops(conn: Connection, ops: list[Op]) -> None:
     """Run `ops` in order; consecutive upserts of one kind go as one executemany."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     i = 0
@@ -421,7 +319,7 @@ def _apply(conn: Connection, ops: list[Op]) -> None:
                 j += 1
             run = ops[i:j]
             if isinstance(op, TenantOp):
-                _check_permits(run)  # type: ignore[arg-type]
+                check_permits(run)  # type: ignore[arg-type]
                 conn.exec_driver_sql(_UPSERT_TENANT, [
                     (t.id, t.name, t.permit, t.valid_from and t.valid_from.isoformat(), t.valid_to.isoformat(),
                      t.room, t.status, now, now) for t in run])  # type: ignore[union-attr]  # fmt: skip
@@ -441,10 +339,10 @@ def _apply(conn: Connection, ops: list[Op]) -> None:
                     conn.exec_driver_sql(sql, (op.key,))
             i = j
     except IntegrityError as exc:
-        raise RosterSyncError("malformed", f"ops[{i}..]: {_integrity(exc)}") from None
+        raise RosterSyncError("malformed", f"ops[{i}..]: {integrity_message(exc)}") from None
 
 
-def _check_permits(tenants: list[TenantOp]) -> None:
+def check_permits(tenants: list[TenantOp]) -> None:
     """One permit number, one tenant, within a run (a clash with a stored tenant is SQLite's UNIQUE)."""
     seen: dict[str, str] = {}
     for t in tenants:

@@ -18,16 +18,18 @@ from sqlalchemy import Engine
 
 from gateway.access import DoorPolicy, decide_card
 from gateway.platform_requests import RosterRequests
-from gateway.store.db import open_store, session_factory, write_now
+from gateway.store.db import open_store, session_factory, write_now, write_now_on
 from gateway.store.replay import SqlReplayMemory
 from gateway.store.roster import NewTenant, add_tenant, change_counter, holders_for_read
-from gateway.store.roster_sync import (
-    RosterSyncError,
-    apply_patch,
+from gateway.store.roster_snapshot import (
+    apply_changes,
+    apply_new_rows,
     apply_snapshot,
-    current_version,
-    parse_ops,
+    drop_stage,
+    new_row_batches,
+    stage_snapshot,
 )
+from gateway.store.roster_sync import RosterSyncError, apply_patch, current_version, parse_ops
 from sync.commands import CommandRouter, RequestGuard
 from sync.signing import new_key_pair, public_key, sign
 
@@ -216,6 +218,71 @@ def test_a_snapshot_replaces_the_platforms_roster(engine: Engine) -> None:
         assert (current_version(conn), change_counter(conn) > counter) == (42, True)
     with pytest.raises(RosterSyncError):
         parse_ops([delete("card", number=3)], upserts_only=True)
+
+
+def staged_in_steps(engine: Engine, version: int, ops: list[dict[str, Any]], size: int, batches: int | None = None,
+                    between: Any = None) -> None:
+    """The steps RosterRequests runs, with `size` new tenants a batch; stop after `batches` (a crash)."""
+    parsed = parse_ops(ops, upserts_only=True)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("BEGIN")
+        staged = stage_snapshot(conn, version, parsed)
+        conn.exec_driver_sql("COMMIT")
+        if between is not None:
+            between()
+        with write_now_on(conn):
+            staged = apply_changes(conn, staged)
+        todo = new_row_batches(conn, size)
+        for i, batch in enumerate(todo[:batches]):
+            with write_now_on(conn):
+                apply_new_rows(conn, staged, batch, last=i == len(todo) - 1)
+        drop_stage(conn)
+
+
+def test_a_snapshot_equal_to_the_store_writes_nothing(engine: Engine) -> None:
+    ops = [tenant("T1"), card(1, "T1"), template("F1", "T1"), tenant("T2"), card(2, "T2"), watch("W1")]
+    staged_in_steps(engine, 1, ops, size=1)
+    before = rows(engine, "SELECT id, updated_at FROM tenants ORDER BY id")
+    staged_in_steps(engine, 2, ops, size=1)
+    assert rows(engine, "SELECT id, updated_at FROM tenants ORDER BY id") == before  # not even rewritten
+    assert current_version(engine.connect()) == 2
+
+
+def test_new_tenants_come_in_batches_and_the_version_with_the_last(engine: Engine) -> None:
+    patch(engine, 0, 1, [tenant("T0"), card(7, "T0"), tenant("OLD"), card(9, "OLD")])
+    ops = [tenant("T0", status="revoked"), card(8, "T0")]  # T0 loses card 7; OLD is gone; card 9 moves to N3
+    ops += [x for i in range(5) for x in (tenant(f"N{i}"), card(100 + i, f"N{i}"), template(f"F{i}", f"N{i}"))]
+    ops += [card(9, "N3")]
+    staged_in_steps(engine, 5, ops, size=2, batches=0)  # a crash after the changes, before any new row
+    assert [decision(engine, n) for n in (7, 9, 8, 100)] == ["unknown_card"] * 4  # removals came first
+    assert rows(engine, "SELECT id, status FROM tenants") == [("T0", "revoked")]
+    # The platform sends it again; a crash after 4 batches of 2: the 5 new tenants, then cards 8 and 9.
+    staged_in_steps(engine, 5, ops, size=2, batches=4)
+    assert [decision(engine, n) for n in (8, 9, 100)] == ["revoked", "granted", "unknown_card"]
+    assert current_version(engine.connect()) == 1  # not applied yet
+    staged_in_steps(engine, 5, ops, size=2)  # the platform sends it again
+    assert [decision(engine, 100 + i) for i in range(5)] == ["granted"] * 5
+    assert rows(engine, "SELECT tenant_id FROM cards WHERE number = 9") == [("N3",)]
+    assert rows(engine, "SELECT count(*) FROM face_templates") == [(5,)]
+    assert rows(engine, "SELECT id FROM tenants WHERE id = 'OLD'") == [] and current_version(engine.connect()) == 5
+
+
+def test_a_local_change_between_sorting_and_applying_is_sorted_again(engine: Engine) -> None:
+    patch(engine, 0, 1, [tenant("T1"), card(1, "T1")])
+
+    def enrol_here() -> None:
+        with session_factory(engine).begin() as s:
+            add_tenant(s, NewTenant("L1", "Local", "P-L1", date(2030, 1, 1)))
+
+    staged_in_steps(engine, 2, [tenant("T1"), card(1, "T1")], size=10, between=enrol_here)
+    assert rows(engine, "SELECT id FROM tenants ORDER BY id") == [("T1",)]  # replacement: the platform's roster
+
+
+def test_a_snapshot_card_of_a_tenant_it_does_not_hold_is_malformed(engine: Engine) -> None:
+    patch(engine, 0, 1, [tenant("T1")])
+    with pytest.raises(RosterSyncError, match="does not hold"):
+        staged_in_steps(engine, 2, [tenant("T2"), card(1, "T1")], size=10)
+    assert rows(engine, "SELECT id FROM tenants") == [("T1",)] and current_version(engine.connect()) == 1
 
 
 # --- the request handlers, through the router and its guard (no broker) -------------------------------

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
 
-from sync.commands import MAX_PAYLOAD, MAX_TRANSACTION, CommandRouter
+from sync.commands import MAX_PAYLOAD, MAX_TRANSACTION, MAX_WAITING, CommandRouter
 
 
 class Answers:
@@ -79,3 +81,35 @@ def test_ordinary_command_names_are_answered() -> None:
         a.dispatch(command, b'{"transaction": "t1"}')
     assert [c for c, _ in a.sent] == ["state", "roster/patch", "door/open", "roster_snapshot-2"]
     assert [json.loads(p)["error"] for _, p in a.sent[1:]] == ["unknown_command"] * 3
+
+
+def test_the_mqtt_thread_waits_when_max_waiting_requests_are_unanswered() -> None:
+    """A flood is held by the broker (the MQTT thread waits), never by the gateway's memory."""
+    loop = asyncio.new_event_loop()
+    release = asyncio.Event()
+    handled: list[int] = []
+    router = CommandRouter(lambda cmd, payload: None)
+
+    async def slow(request: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        handled.append(1)
+        return {}
+
+    router.register("state", slow)
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    try:
+        assert all(router.submit("state", b'{"transaction": 1}', loop) for _ in range(MAX_WAITING))
+        started = time.monotonic()
+        assert not router.submit("state", b'{"transaction": 2}', loop, wait_s=0.3)  # no room: dropped, logged
+        assert time.monotonic() - started >= 0.3
+        loop.call_soon_threadsafe(release.set)
+        assert router.submit("state", b'{"transaction": 3}', loop, wait_s=5)  # room again once answered
+        deadline = time.monotonic() + 5
+        while len(handled) < MAX_WAITING + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(handled) == MAX_WAITING + 1
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5)
+        loop.close()

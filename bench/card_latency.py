@@ -9,10 +9,11 @@ The gateway runs as its own process (`python -m gateway run`), unchanged.
     .venv/bin/python -m bench.card_latency --during-snapshot   # swipes while roster snapshots are applied
 
 --during-snapshot: after the idle swipes (the baseline, same run), the platform publishes two signed
-snapshots on the broker, as a town would: the building's roster with a face template added to every
-tenant (a new gateway joining the town: every template is new), then the same with 1% of the tenants'
-rooms changed and 1,000 new tenants (the usual snapshot after a version gap). Swipes go on meanwhile and
-are reported apart.
+snapshots on the broker, as a town would (chunks paced by their answers, at most 8 unanswered): the
+building's roster with a face template added to every tenant (a new gateway joining the town: every
+template is new), then the same with 1% of the tenants' rooms changed and 1,000 new tenants (the usual
+snapshot after a version gap). Swipes go on meanwhile and are reported apart. Then a signed remote
+open, idle and halfway through a third snapshot.
 """
 
 from __future__ import annotations
@@ -88,28 +89,38 @@ def snapshot_messages(key: SigningKey, version: int, ops: list[dict[str, Any]]) 
 
 
 class Town:
-    """The platform's side on the broker: publishes a snapshot's chunks and sees the gateway's answer."""
+    """The platform's side on the broker: publishes a snapshot's chunks and sees the gateway's answers.
+
+    Chunks are paced by their answers (at most WINDOW unanswered), as a platform should: the gateway
+    reads its requests in order, so a remote open sent meanwhile waits for the chunks ahead of it.
+    """
+
+    WINDOW = 8
 
     def __init__(self, port: int, gateway_id: str) -> None:
         self.base = f"accessgw/{gateway_id}"
         self.link = Subscriber(port, f"{self.base}/response/#", client_id="bench-town")
 
+    def answered(self) -> int:
+        return len(self.link.raw("/response/roster/snapshot"))  # no JSON parsing: the bench shares its CPU
+
     def send(self, messages: list[str], version: int, halfway: Callable[[], None] | None = None) -> threading.Event:
         done = threading.Event()
+        before = self.answered()
 
         def publish() -> None:
             for i, m in enumerate(messages):
                 if i == len(messages) // 2 and halfway is not None:
                     halfway()
+                wait_until(lambda n=i: n - (self.answered() - before) < self.WINDOW, 60, 0.005, "chunk answers")
                 self.link.publish(f"{self.base}/request/roster/snapshot", m)
-            answers = self.link.payloads
-            wait_until(lambda: any(a.get("version") == version for a in answers("/response/roster/snapshot")),
-                       300, 0.05, f"snapshot {version} applied")  # fmt: skip
+            wait_until(lambda: self.answered() - before >= len(messages), 300, 0.02, f"snapshot {version} answered")
+            last = json.loads(self.link.raw("/response/roster/snapshot")[-1])
+            assert last.get("version") == version, f"snapshot {version} not applied: {last}"
             done.set()
 
         threading.Thread(target=publish, daemon=True).start()
         return done
-
 
     def open_door(self, key: SigningKey, n: int) -> None:
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")

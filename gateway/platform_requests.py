@@ -162,6 +162,9 @@ class RosterRequests:
                 for i, batch in enumerate(batches):
                     with write_now_on(conn):
                         apply_new_rows(conn, staged, batch, last=i == len(batches) - 1)
+                    # A batch's few MB go into the database file now: left for the background checkpoint,
+                    # a snapshot's 100 MB of WAL were one long fsync that a door's commit waited behind.
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
                 return version
             finally:
                 drop_stage(conn)

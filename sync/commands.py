@@ -163,7 +163,7 @@ class CommandRouter:
         if len(raw) > MAX_PAYLOAD:
             raise CommandError("malformed", f"payload of {len(raw)} bytes; at most {MAX_PAYLOAD}")
         # Garbage cannot carry a valid signature: where one is needed, that is the refusal.
-        garbage = "bad_signature" if self._guard and self._guard.needs_signature(command) else "bad_request"
+        garbage = "bad_signature" if self._guard and self._guard.needs_signature(command) else "malformed"
         try:
             request = json.loads(raw.decode("utf-8")) if raw.strip() else {}
         except ValueError as exc:  # not UTF-8, not JSON, or an integer too long to convert

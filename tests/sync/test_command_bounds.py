@@ -62,7 +62,7 @@ def test_an_oversized_payload_is_refused_before_it_is_parsed() -> None:
     assert response is not None and response["error"] == "malformed"
     assert response["transaction"] is None  # not parsed, so not known
     assert a.handled == [] and len(a.sent[0][1]) < 1000
-    assert a.dispatch("state", b"not json")["error"] == "bad_request"  # type: ignore[index]
+    assert a.dispatch("state", b"not json")["error"] == "malformed"  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

@@ -117,7 +117,7 @@ def test_command_router_answers_every_request(tmp_path: Path) -> None:
     asyncio.run(router.dispatch("door/open", b"not json"))
     asyncio.run(router.dispatch("nope", b'{"transaction": 5}'))
     assert [a[1]["status"] for a in answers] == ["ok", "error", "error", "error"]
-    assert [a[1].get("error") for a in answers] == [None, "unknown_door", "bad_request", "unknown_command"]
+    assert [a[1].get("error") for a in answers] == [None, "unknown_door", "malformed", "unknown_command"]
     assert [a[1]["transaction"] for a in answers] == ["t1", "t2", None, 5]
 
 

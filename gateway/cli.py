@@ -304,7 +304,7 @@ def face_add(config_path: str, tenant_id: str, photos: tuple[Path, ...]) -> None
 
     cfg = read_config(config_path)
     try:
-        results = assess_photos([(str(p), _read_photo(p)) for p in photos])
+        results = assess_photos([(str(p), _read_photo(p)) for p in photos], cfg.recognition)
     except EnrolmentError as exc:
         fail(str(exc))
     for r in results:
@@ -344,7 +344,7 @@ def face_import(config_path: str, folder: Path) -> None:
             if not photos:
                 refused.append((sub.name, "no photos"))
                 continue
-            results = assess_photos([(p.name, _read_photo(p)) for p in photos])
+            results = assess_photos([(p.name, _read_photo(p)) for p in photos], cfg.recognition)
             failed = [f"{r.name}: {r.verdict.reason}" for r in results if not r.verdict.ok]
             if failed:
                 refused.append((sub.name, "; ".join(failed)))

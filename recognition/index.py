@@ -7,11 +7,14 @@ never half of one. Writers are serialised by a lock among themselves.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from recognition.decision import Match, MatchRule
 
 DIM = 128
 
@@ -21,6 +24,9 @@ class _Snapshot:
     vectors: np.ndarray  # float32 (N, 128), C-contiguous: one pass of memory per probe
     sq_norms: np.ndarray  # float32 (N,): |a|², precomputed so a probe costs one matrix-vector product
     tenant_ids: np.ndarray  # object (N,): tenant of each row
+    # identity -> distance from its templates to the nearest template of another identity, computed
+    # on first use (k x N per identity) and valid as long as this snapshot is.
+    cohort: dict[str, tuple[object, float]] = field(default_factory=dict, compare=False)
 
     @staticmethod
     def build(vectors: np.ndarray, tenant_ids: np.ndarray) -> _Snapshot:
@@ -82,11 +88,43 @@ class TemplateIndex:
         tenant, distance = self.nearest(probe)
         return (tenant if distance <= threshold else None), distance
 
+    def judge(self, probe: np.ndarray, rule: MatchRule, cohort: TemplateIndex | None = None) -> Match:
+        """The open-set decision of recognition.decision for the nearest identity.
+
+        Its cohort distance is measured against this index's other identities and, when given, every
+        template of `cohort` (the watch list is judged against the tenants too).
+        """
+        snap = self._snap
+        identity, distance = self.nearest(probe)
+        if identity is None or distance > rule.threshold:
+            return Match(None, distance)
+        others = cohort._snap if cohort is not None else None
+        return rule.judge(identity, distance, _cohort_distance(snap, identity, others))
+
     def __len__(self) -> int:
         return len(self._snap.vectors)
 
     def tenants(self) -> set[str]:
         return set(self._snap.tenant_ids.tolist())
+
+
+def _cohort_distance(snap: _Snapshot, identity: str, extra: _Snapshot | None) -> float:
+    cached = snap.cohort.get(identity)
+    if cached is not None and cached[0] is extra:  # measured against this very cohort snapshot
+        return cached[1]
+    own = snap.tenant_ids == identity
+    best = _nearest_between(snap.vectors[own], snap.vectors[~own], snap.sq_norms[~own])
+    if extra is not None and len(extra.vectors):
+        best = min(best, _nearest_between(snap.vectors[own], extra.vectors, extra.sq_norms))
+    snap.cohort[identity] = (extra, best)  # a race only computes it twice
+    return best
+
+
+def _nearest_between(rows: np.ndarray, others: np.ndarray, other_sq: np.ndarray) -> float:
+    if not len(rows) or not len(others):
+        return math.inf
+    d2 = other_sq[None, :] - 2.0 * (rows @ others.T) + np.einsum("ij,ij->i", rows, rows)[:, None]
+    return float(np.sqrt(max(float(d2.min()), 0.0)))
 
 
 def _as_template(vec: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 
 from config.models import RecognitionConfig
 from drivers.events import FaceSeen
+from recognition.decision import Match, MatchRule
 from recognition.faces import FrameAnalysis, analyse_frame_timed, warm_up
 from recognition.index import TemplateIndex
 from recognition.stats import PipelineStats, StatsRecorder
@@ -66,6 +67,8 @@ class FacePipeline:
         self.cfg = cfg
         self.index = index
         self.watch_index = watch_index  # the town's persons of interest, matched apart from the tenants
+        self._tenant_rule = MatchRule(cfg.threshold, cfg.accept_at, cfg.cohort_ratio)
+        self._watch_rule = MatchRule(cfg.watch_threshold, 0.0, cfg.cohort_ratio)  # never at once
         self.emit = emit
         self.warm_up_timeout_s = warm_up_timeout_s
         self._stats = StatsRecorder()
@@ -177,7 +180,8 @@ class FacePipeline:
         submitted = time.perf_counter()
         self._stats.time("queue", submitted - frame.fed)
         try:
-            future = self._pool.submit(analyse_frame_timed, frame.image, self.cfg.downscale, self.cfg.detector)
+            future = self._pool.submit(analyse_frame_timed, frame.image, self.cfg.downscale, self.cfg.detector,
+                                       self.cfg.landmarks)  # fmt: skip
         except (BrokenProcessPool, RuntimeError) as exc:
             log.warning("face worker pool unusable (%s); it will be recreated", exc)
             with self._cond:
@@ -305,9 +309,14 @@ class FacePipeline:
             log.exception("face analysis failed on a frame of camera %s", job.frame.camera)
         return None
 
-    def _match(self, probe: np.ndarray) -> tuple[str | None, float]:
-        return self.index.match(probe, self.cfg.threshold)
+    def _match(self, probe: np.ndarray) -> Match:
+        return self.index.judge(probe, self._tenant_rule)
 
-    def _match_watch(self, probe: np.ndarray) -> tuple[str | None, float]:
+    def _match_watch(self, probe: np.ndarray) -> Match:
+        """A watch-list hit sends police: judged against the tenants too (a watch entry that looks like a
+        tenant needs a closer match), and never when the face is nearer a tenant than the entry."""
         assert self.watch_index is not None
-        return self.watch_index.match(probe, self.cfg.watch_threshold)
+        hit = self.watch_index.judge(probe, self._watch_rule, cohort=self.index)
+        if hit.identity is not None and self.index.nearest(probe)[1] < hit.distance:
+            return Match(None, hit.distance)
+        return hit

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from recognition.faces import Box, PhotoError, decode_image, encode, locate, scale_box
+from recognition.faces import Box, Landmarks, PhotoError, decode_image, encode, locate, scale_box
 
-REASONS = ("ok", "unreadable", "too_large", "no_face", "multiple_faces", "face_too_small", "too_blurry")
+REASONS = ("ok", "unreadable", "too_large", "no_face", "multiple_faces", "face_too_small", "too_blurry",
+           "not_the_same_person")  # fmt: skip
 
 # Sharpness = variance of the Laplacian over the inner 80 % of the face box, grey, with faces wider than
 # SHARPNESS_FACE_PX first shrunk to that width: the encoder sees a ~150 px chip, so softness that vanishes at
@@ -41,6 +42,8 @@ def assess_photo(
     max_bytes: int = 10_000_000,
     min_face_px: int = 80,
     min_sharpness: float = DEFAULT_MIN_SHARPNESS,
+    landmarks: Landmarks = 68,
+    jitters: int = 1,
 ) -> PhotoVerdict:
     digest = hashlib.sha256(data).hexdigest()
 
@@ -69,7 +72,7 @@ def assess_photo(
     if sharpness < min_sharpness:
         return fail("too_blurry", f"The face is too blurry (sharpness {sharpness:.1f}, at least {min_sharpness:g}).")
 
-    (encoding,) = encode(rgb, [scale_box(box, scale, *rgb.shape[:2])])
+    (encoding,) = encode(rgb, [scale_box(box, scale, *rgb.shape[:2])], landmarks, jitters)
     quality = 0.5 * min(1.0, sharpness / (4 * min_sharpness)) + 0.5 * min(1.0, width_px / (2 * min_face_px))
     detail = f"One face, {width_px:.0f} px wide, sharpness {sharpness:.1f}."
     return PhotoVerdict(True, "ok", detail, encoding, round(quality, 3), digest)
@@ -107,3 +110,4 @@ def _foreground(boxes: list[Box]) -> list[Box]:
 
 def _width(box: Box) -> int:
     return box[1] - box[3]
+

@@ -1,11 +1,9 @@
 """Per-camera face tracks: one person in front of a camera is one track (DESIGN.md §5).
 
 A track averages the templates of its faces and matches that mean against the index: the
-mean of several frames is closer to the person's true template than any single frame, which
-is what lifts accuracy above single-photo matching. The identity is confirmed when the mean of
-at least `min_frames` frames matches a tenant under the threshold, and never changes after.
-(Requiring each running mean along the way to match as well -- so that frame 1 alone must match --
-measured worse on the tuning identities: TAR at FAR 0.1% 98.7% instead of 100%; see bench/face_accuracy.py.)
+mean of several frames of a moving person is closer to their true template than any single frame.
+The identity is confirmed when the mean of at least `min_frames` frames matches an identity the index
+accepts (recognition.decision), or at once when the match is clear, and never changes after.
 Without a match function, each observation's own match is a vote and `min_frames` votes confirm.
 """
 
@@ -14,13 +12,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from recognition.faces import Box
 
-MatchFn = Callable[[np.ndarray], tuple[str | None, float]]  # template -> (tenant under threshold | None, distance)
+# template -> (identity if acceptable | None, distance[, clear]): recognition.decision.Match, or a plain pair
+MatchFn = Callable[[np.ndarray], tuple[Any, ...]]
 
 MIN_IOU = 0.3  # overlap that makes a face the same track without further checks
 # Otherwise centres closer than this fraction of the track's face width: a face moving fast, or across
@@ -146,8 +145,11 @@ class FaceTracker:
 
     # -- identity ------------------------------------------------------------------------------
     def _decide(self, track: _Track, o: Observation) -> None:
+        clear = False
         if self.match is not None:
-            best, distance = self.match(track.mean.astype(np.float32))
+            result = self.match(track.mean.astype(np.float32))
+            best, distance = result[0], result[1]
+            clear = len(result) > 2 and bool(result[2])  # a clear match needs no more frames
             evidence = track.frames  # the mean stands for every frame averaged into it
         else:
             best, distance = o.tenant_id, o.distance
@@ -157,7 +159,7 @@ class FaceTracker:
             evidence = track.votes[best]
         if best is None:
             return
-        if track.tenant_id is None and evidence >= self.min_frames:
+        if track.tenant_id is None and (evidence >= self.min_frames or clear):
             track.tenant_id = best
         if best == track.tenant_id:
             track.distance = distance

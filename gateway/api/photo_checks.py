@@ -16,9 +16,11 @@ import signal
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 
+from config.models import RecognitionConfig
 from gateway.api.errors import ApiError
-from gateway.enrolment import PhotoResult
+from gateway.enrolment import PhotoResult, check_agreement
 
 WAIT_FOR_SLOT_S = 30.0  # a second administrator's upload waits this long for the first
 
@@ -35,7 +37,7 @@ class PhotoChecker:
                                              initializer=_init_worker, initargs=(os.getpid(),))  # fmt: skip
         return self._pool
 
-    async def assess(self, photos: Sequence[tuple[str, bytes]]) -> list[PhotoResult]:
+    async def assess(self, photos: Sequence[tuple[str, bytes]], cfg: RecognitionConfig) -> list[PhotoResult]:
         try:
             await asyncio.wait_for(self._slots.acquire(), WAIT_FOR_SLOT_S)
         except TimeoutError:
@@ -47,12 +49,14 @@ class PhotoChecker:
             results = []
             for name, data in photos:  # one at a time: one decoded photo in memory, not five
                 try:
-                    verdict = await loop.run_in_executor(self._workers(), assess_photo, data)
+                    verdict = await loop.run_in_executor(
+                        self._workers(), partial(assess_photo, landmarks=cfg.landmarks, jitters=cfg.enrol_jitters), data
+                    )
                 except BrokenProcessPool:
                     self._pool = None
                     raise ApiError(422, "photo_rejected", f"{name}: the photo could not be decoded") from None
                 results.append(PhotoResult(name, verdict))
-            return results
+            return check_agreement(results, cfg.enrol_agreement)
         finally:
             self._slots.release()
 

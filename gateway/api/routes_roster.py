@@ -235,7 +235,8 @@ async def upload_faces(
     for photo in photos:
         data = await photo.read(MAX_PHOTO_BYTES + 1)  # never more than the limit in memory
         items.append((photo.filename or "photo", data))
-    results = await request.app.state.ctx.photos.assess(items)  # in a worker process, one upload at a time
+    ctx = request.app.state.ctx
+    results = await ctx.photos.assess(items, ctx.cfg.recognition)  # in a worker process, one upload at a time
     verdicts = [PhotoVerdictOut(name=r.name, ok=r.verdict.ok, reason=r.verdict.reason, detail=r.verdict.detail)
                 for r in results]  # fmt: skip
     if not all(r.verdict.ok for r in results):

@@ -104,7 +104,9 @@ def test_analyse_frame_detects_downscaled_and_encodes_at_full_resolution() -> No
     assert np.array_equal(encoding, encode(rgb, [box])[0])  # BGR was converted, and the full frame encoded
     photo = decode_image(lfw_photo(*HANS).read_bytes())
     photo_box = max(locate(photo, 1), key=lambda b: b[1] - b[3])
-    assert np.linalg.norm(encoding - encode(photo, [photo_box])[0]) < 0.15
+    # The same face, resized into a frame and found by another box: far nearer than another person (> 0.6);
+    # 68-point alignment follows the box a little more than the 5-point one did (0.16 here, 0.12 before).
+    assert np.linalg.norm(encoding - encode(photo, [photo_box])[0]) < 0.2
 
 
 def test_detection_floor_at_half_scale() -> None:

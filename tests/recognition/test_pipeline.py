@@ -20,7 +20,8 @@ from testing.faces import lfw_photo, on_canvas
 from testing.peers import wait_until
 from tests.drivers.support import Events
 
-CFG = RecognitionConfig(track_gap_s=0.5)  # defaults otherwise: hog, downscale 0.5, threshold 0.5, min_frames 2
+# accept_at 0: no match is clear here, so every confirmation waits for min_frames (clear matches: test_tracker).
+CFG = RecognitionConfig(track_gap_s=0.5, accept_at=0.0)
 
 
 @pytest.fixture(scope="module")

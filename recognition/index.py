@@ -98,8 +98,13 @@ class TemplateIndex:
         identity, distance = self.nearest(probe)
         if identity is None or distance > rule.threshold:
             return Match(None, distance)
-        others = cohort._snap if cohort is not None else None
-        return rule.judge(identity, distance, _cohort_distance(snap, identity, others))
+        return rule.judge(identity, distance, self.cohort_distance(identity, cohort, snap))
+
+    def cohort_distance(
+        self, identity: str, cohort: TemplateIndex | None = None, snap: _Snapshot | None = None
+    ) -> float:
+        """Distance from `identity`'s templates to the nearest template of another identity (or of `cohort`)."""
+        return _cohort_distance(snap or self._snap, identity, cohort._snap if cohort is not None else None)
 
     def __len__(self) -> int:
         return len(self._snap.vectors)

@@ -27,7 +27,7 @@ Protocol (written before the figures; run `.venv/bin/python -m bench.face_accura
   threshold). Intervals: Wilson 95% for TAR; for zero false accepts the 95% upper bound on FAR (Clopper-
   Pearson, 1 - 0.025^(1/n)). Fold presentations share photos: the intervals use the distinct counts.
 - BEFORE: the defaults as landed before this bench (5-point landmarks, 1 encoding per enrolment photo,
-  no agreement check, threshold 0.48, no cohort rule, min_frames 2), in the same run.
+  no mirror, no agreement check, threshold 0.48, no cohort rule, min_frames 2), in the same run.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from testing.faces import faces_dir_path, on_canvas
 FRAMES = 4  # a still held for 0.4 s at 10 fps
 ENROL = 3
 FARS = (0.01, 0.001)
-BEFORE = RecognitionConfig(landmarks=5, enrol_jitters=1, enrol_agreement=2.0 - 1e-9, threshold=0.48,
+BEFORE = RecognitionConfig(landmarks=5, enrol_jitters=1, mirror=False, enrol_agreement=2.0 - 1e-9, threshold=0.48,
                            cohort_ratio=1e9, accept_at=0.0)  # fmt: skip
 AFTER = RecognitionConfig()
 EXAMPLE_PEOPLE = {"obama": "Obama", "biden": "Biden", "alex": "Lacamoire", "lin-manuel": "Miranda",
@@ -113,13 +113,16 @@ Faces = list[tuple[tuple[int, int, int, int], np.ndarray]]  # (box, template) pe
 
 
 def camera_faces(photo: Path, cfg: RecognitionConfig) -> tuple[Path, Faces]:
-    return photo, analyse_frame(on_canvas(photo, size=400), cfg.downscale, cfg.detector, cfg.landmarks)
+    return photo, analyse_frame(on_canvas(photo, size=400), cfg.downscale, cfg.detector, cfg.landmarks, cfg.mirror)
 
 
 def prepare(cfg: RecognitionConfig, tenants: list[Person], strangers: list[Person]) -> Prepared:
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=ctx) as pool:
-        enrolled = list(pool.map(enrol_person, tenants, [cfg] * len(tenants)))
+        # dlib's jitter draws from one random generator per process: each fresh worker gets a fixed run of
+        # people, in order, so that the templates (and the figures) are the same on every run.
+        per_worker = -(-len(tenants) // (os.cpu_count() or 1))
+        enrolled = list(pool.map(enrol_person, tenants, [cfg] * len(tenants), chunksize=per_worker))
         photos = [p for person in tenants for p in person.photos] + [p for s in strangers for p in s.photos]
         faces = dict(pool.map(camera_faces, photos, [cfg] * len(photos), chunksize=4))
     return Prepared({n: t for n, t, _, _ in enrolled}, {n: r for n, _, r, _ in enrolled}, faces,
@@ -236,6 +239,15 @@ def report(label: str, seen: list[Seen], cfg: RecognitionConfig, distinct_genuin
         print(f"    at {name}: TAR {c.tar:.1%} (95% CI {lo:.1%}-{hi:.1%}) at threshold {t:.3f}{bound}")
 
 
+def table(seen: list[Seen]) -> str:
+    """TAR / strangers accepted at thresholds around the configured one (the other settings as configured)."""
+    cells = []
+    for t in np.arange(0.42, 0.545, 0.01):
+        c = count(seen, float(t))
+        cells.append(f"{t:.2f}: {c.tar:.1%}/{c.strangers_in + c.wrong}")
+    return "TAR/false accepts by threshold: " + "  ".join(cells)
+
+
 def distances(seen: list[Seen]) -> str:
     gen = sorted(min((d for who, d, _ in s.faces if who == s.person), default=9.0) for s in seen if s.genuine)
     imp = sorted(min((d for _, d, _ in s.faces), default=9.0) for s in seen if not s.genuine)
@@ -250,7 +262,8 @@ def run(label: str, cfg: RecognitionConfig, halves: dict[str, tuple[list[Person]
     everyone = [p for half, _ in halves.values() for p in half]
     prep = prepare(cfg, everyone, strangers)
     refused = {n: r for n, r in prep.refused.items() if r}
-    print(f"{label} (landmarks {cfg.landmarks}, enrolment jitters {cfg.enrol_jitters}, threshold {cfg.threshold}, "
+    print(f"{label} (landmarks {cfg.landmarks}, enrolment jitters {cfg.enrol_jitters}, mirror {cfg.mirror}, "
+          f"threshold {cfg.threshold}, "
           f"cohort_ratio {cfg.cohort_ratio:g}, accept_at {cfg.accept_at}, min_frames {cfg.min_frames}); prepared in "
           f"{time.perf_counter() - t0:.0f} s; enrolment refused: {refused or 'none'}")  # fmt: skip
     for half, (evaluated, others) in halves.items():
@@ -261,6 +274,7 @@ def run(label: str, cfg: RecognitionConfig, halves: dict[str, tuple[list[Person]
             roster = len(evaluated) - 1 + fillers
             report(f"{half}, roster of {roster}", seen, cfg, distinct_genuine, distinct_impostor)
             print(f"    {distances(seen)}")
+            print(f"    {table(seen)}")
 
 
 def main() -> None:

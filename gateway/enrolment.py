@@ -35,8 +35,8 @@ def assess_photos(photos: Sequence[tuple[str, bytes]], cfg: RecognitionConfig) -
     # dlib and its models (~150 MB) load at the first enrolment, not in every card-only gateway.
     from recognition.quality import assess_photo
 
-    results = [PhotoResult(name, assess_photo(data, landmarks=cfg.landmarks, jitters=cfg.enrol_jitters))
-               for name, data in photos]  # fmt: skip
+    results = [PhotoResult(name, assess_photo(data, landmarks=cfg.landmarks, jitters=cfg.enrol_jitters,
+                                              mirror=cfg.mirror)) for name, data in photos]  # fmt: skip
     return check_agreement(results, cfg.enrol_agreement)
 
 

@@ -109,14 +109,27 @@ Landmarks = Literal[5, 68]
 _LANDMARK_MODEL = {5: "small", 68: "large"}
 
 
-def encode(rgb: np.ndarray, boxes: list[Box], landmarks: Landmarks = 68, jitters: int = 1) -> list[np.ndarray]:
+def encode(
+    rgb: np.ndarray, boxes: list[Box], landmarks: Landmarks = 68, jitters: int = 1, mirror: bool = False
+) -> list[np.ndarray]:
     """One float32 (128,) template per box: the face aligned on `landmarks` points, the encoder run on
-    `jitters` randomly shifted copies and averaged (1: ~60 ms per face on one core; each more adds as much)."""
+    `jitters` randomly shifted copies and averaged (1: ~60 ms per face on one core; each more adds as much).
+
+    `mirror` averages in the template of the mirrored face too (twice the encoder's time): a face turned a
+    little one way and the same face turned the other way then agree better (bench/face_accuracy.py)."""
     if not boxes:
         return []
-    encodings = face_recognition.face_encodings(np.ascontiguousarray(rgb), known_face_locations=boxes,
-                                                num_jitters=jitters, model=_LANDMARK_MODEL[landmarks])  # fmt: skip
-    return [np.asarray(e, dtype=np.float32) for e in encodings]
+    model = _LANDMARK_MODEL[landmarks]
+    image = np.ascontiguousarray(rgb)
+    encodings = [np.asarray(e, np.float32) for e in
+                 face_recognition.face_encodings(image, known_face_locations=boxes, num_jitters=jitters, model=model)]
+    if not mirror:
+        return encodings
+    width = image.shape[1]
+    mirrored = [(top, width - left, bottom, width - right) for top, right, bottom, left in boxes]
+    flipped = face_recognition.face_encodings(np.ascontiguousarray(image[:, ::-1]), known_face_locations=mirrored,
+                                              num_jitters=jitters, model=model)  # fmt: skip
+    return [(e + np.asarray(f, np.float32)) / 2 for e, f in zip(encodings, flipped, strict=True)]
 
 
 def scale_box(box: Box, factor: float, height: int, width: int) -> Box:
@@ -143,19 +156,21 @@ class FrameAnalysis:
     encode_s: float
 
 
-def analyse_frame(frame_bgr: np.ndarray, downscale: float, model: str, landmarks: Landmarks = 68) -> list[FaceResult]:
+def analyse_frame(
+    frame_bgr: np.ndarray, downscale: float, model: str, landmarks: Landmarks = 68, mirror: bool = False
+) -> list[FaceResult]:
     """Detect on a downscaled copy, encode on the full-resolution frame (better templates)."""
-    return analyse_frame_timed(frame_bgr, downscale, model, landmarks).faces
+    return analyse_frame_timed(frame_bgr, downscale, model, landmarks, mirror).faces
 
 
 def analyse_frame_timed(
-    frame_bgr: np.ndarray, downscale: float, model: str, landmarks: Landmarks = 68
+    frame_bgr: np.ndarray, downscale: float, model: str, landmarks: Landmarks = 68, mirror: bool = False
 ) -> FrameAnalysis:
     t0 = time.perf_counter()
     rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
     boxes = detect_scaled(rgb, downscale, model)
     t1 = time.perf_counter()
-    encodings = encode(rgb, boxes, landmarks)
+    encodings = encode(rgb, boxes, landmarks, mirror=mirror)
     t2 = time.perf_counter()
     return FrameAnalysis(list(zip(boxes, encodings, strict=True)), t1 - t0, t2 - t1)
 

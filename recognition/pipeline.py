@@ -181,7 +181,7 @@ class FacePipeline:
         self._stats.time("queue", submitted - frame.fed)
         try:
             future = self._pool.submit(analyse_frame_timed, frame.image, self.cfg.downscale, self.cfg.detector,
-                                       self.cfg.landmarks)  # fmt: skip
+                                       self.cfg.landmarks, self.cfg.mirror)  # fmt: skip
         except (BrokenProcessPool, RuntimeError) as exc:
             log.warning("face worker pool unusable (%s); it will be recreated", exc)
             with self._cond:

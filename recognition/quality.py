@@ -44,6 +44,7 @@ def assess_photo(
     min_sharpness: float = DEFAULT_MIN_SHARPNESS,
     landmarks: Landmarks = 68,
     jitters: int = 1,
+    mirror: bool = False,
 ) -> PhotoVerdict:
     digest = hashlib.sha256(data).hexdigest()
 
@@ -72,7 +73,7 @@ def assess_photo(
     if sharpness < min_sharpness:
         return fail("too_blurry", f"The face is too blurry (sharpness {sharpness:.1f}, at least {min_sharpness:g}).")
 
-    (encoding,) = encode(rgb, [scale_box(box, scale, *rgb.shape[:2])], landmarks, jitters)
+    (encoding,) = encode(rgb, [scale_box(box, scale, *rgb.shape[:2])], landmarks, jitters, mirror)
     quality = 0.5 * min(1.0, sharpness / (4 * min_sharpness)) + 0.5 * min(1.0, width_px / (2 * min_face_px))
     detail = f"One face, {width_px:.0f} px wide, sharpness {sharpness:.1f}."
     return PhotoVerdict(True, "ok", detail, encoding, round(quality, 3), digest)

@@ -49,9 +49,8 @@ class PhotoChecker:
             results = []
             for name, data in photos:  # one at a time: one decoded photo in memory, not five
                 try:
-                    verdict = await loop.run_in_executor(
-                        self._workers(), partial(assess_photo, landmarks=cfg.landmarks, jitters=cfg.enrol_jitters), data
-                    )
+                    check = partial(assess_photo, landmarks=cfg.landmarks, jitters=cfg.enrol_jitters, mirror=cfg.mirror)
+                    verdict = await loop.run_in_executor(self._workers(), check, data)
                 except BrokenProcessPool:
                     self._pool = None
                     raise ApiError(422, "photo_rejected", f"{name}: the photo could not be decoded") from None

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from config.models import CameraConfig, DoorConfig, GatewayConfig
 from drivers.events import CardPresented, DriverEvent, FaceSeen
-from drivers.rtsp_capture import RtspCapture
+from drivers.rtsp_capture import Frame, RtspCapture
 from drivers.snapshots import encode_jpeg
 from gateway import metrics
 from gateway.access import CardHolder, Decision, FaceAtDoor, Reason, decide_face
@@ -54,12 +54,14 @@ class Vision:
         self.cameras: dict[str, CameraConfig] = {c.id: c for c in cfg.cameras}
         self.index = TemplateIndex()
         self.watch_index = TemplateIndex()  # the town's persons of interest: alerts only, never a door
-        self.captures = {c.id: RtspCapture(c.id, c, emit) for c in cfg.cameras}
         self.pipeline = (
             FacePipeline(cfg.recognition, self.index, self._face_from_thread, watch_index=self.watch_index)
             if cfg.cameras
             else None
         )
+        # Each kept frame (the capture keeps at most the camera's `fps`) goes to recognition from the capture
+        # thread the moment it is decoded: polling for it on the loop cost up to a frame period of latency.
+        self.captures = {c.id: RtspCapture(c.id, c, emit, on_frame=self._feeder(c.id)) for c in cfg.cameras}
         self.tracks = FaceTracks(forget_after_s=max(30.0, 4 * cfg.recognition.track_gap_s))
         self.waits: CardAndFaceWaits[FaceSeen] = CardAndFaceWaits()
         self.snapshots = SnapshotStore(cfg.data_dir)
@@ -79,10 +81,7 @@ class Vision:
             self.pipeline.start()
         for capture in self.captures.values():
             capture.start()
-        self._tasks = [
-            asyncio.create_task(self._sample(cam, stop), name=f"sample-{cam.id}") for cam in self.cameras.values()
-        ]
-        self._tasks.append(asyncio.create_task(self._housekeeping(stop), name="vision-housekeeping"))
+        self._tasks = [asyncio.create_task(self._housekeeping(stop), name="vision-housekeeping")]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -107,16 +106,12 @@ class Vision:
         log.info("face index: %d templates of %d tenants, %d of %d watch-list entries", len(self.index),
                  len(self.index.tenants()), len(self.watch_index), len(self.watch_index.tenants()))  # fmt: skip
 
-    async def _sample(self, cam: CameraConfig, stop: asyncio.Event) -> None:
-        """Hand the newest frame to recognition at the camera's configured rate."""
-        capture, interval, last_seq = self.captures[cam.id], 1.0 / cam.fps, -1
-        assert self.pipeline is not None
-        while not stop.is_set():
-            frame = capture.latest()
-            if frame is not None and frame.seq != last_seq:
-                last_seq = frame.seq
-                self.pipeline.feed(cam.id, frame.image, frame.ts, frame.mono)
-            await asyncio.sleep(interval)
+    def _feeder(self, camera_id: str) -> Callable[[Frame], None]:
+        def feed(frame: Frame) -> None:  # on the capture thread; FacePipeline.feed never blocks
+            if self.pipeline is not None:
+                self.pipeline.feed(camera_id, frame.image, frame.ts, frame.mono)
+
+        return feed
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -167,7 +167,8 @@ class FaceTracker:
     def _check_watch(self, track: _Track) -> None:
         if self.watch is None or track.watch_id is not None or track.frames < self.watch_min_frames:
             return
-        watch_id, distance = self.watch(track.mean.astype(np.float32))
+        result = self.watch(track.mean.astype(np.float32))
+        watch_id, distance = result[0], result[1]
         if watch_id is not None:
             track.watch_id, track.watch_distance = watch_id, distance
 

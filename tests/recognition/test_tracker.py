@@ -7,6 +7,7 @@ from functools import partial
 import numpy as np
 import pytest
 
+from recognition.decision import Match, MatchRule
 from recognition.index import TemplateIndex
 from recognition.quality import assess_photo
 from recognition.tracker import FaceTracker, Observation
@@ -131,9 +132,9 @@ def test_the_watch_list_is_a_separate_question_asked_after_watch_min_frames(enc,
     watch.add("W3", enc["Serena_Williams"][:2])  # a person of interest, not a tenant
     asked: list[int] = []
 
-    def match_watch(probe: np.ndarray) -> tuple[str | None, float]:
+    def match_watch(probe: np.ndarray) -> Match:  # as the pipeline asks: recognition.decision.Match
         asked.append(1)
-        return watch.match(probe, 0.45)
+        return watch.judge(probe, MatchRule(0.45))
 
     t = FaceTracker(2.0, 2, partial(index.match, threshold=0.5), watch=match_watch, watch_min_frames=3)
     seen = [t.update(10.0 + i / 10, [Observation(shifted(BOX, i), enc["Serena_Williams"][2 + i])])[0]

@@ -26,6 +26,10 @@ Protocol (written before the figures; run `.venv/bin/python -m bench.face_accura
   nearest identity's distance is under its limit", checked against the real tracker at the configured
   threshold). Intervals: Wilson 95% for TAR; for zero false accepts the 95% upper bound on FAR (Clopper-
   Pearson, 1 - 0.025^(1/n)). Fold presentations share photos: the intervals use the distinct counts.
+- The town watch list, in the same folds: the stranger h is also a person of interest, put on the watch
+  list with the templates of their first 3 photos (as enrolment makes them). Their other 7 photos should
+  raise a hit; no tenant's presentation and no other stranger's may (a false hit sends police to the wrong
+  person). Counted with the configured watch rule (recognition.matcher), on the roster of that fold.
 - BEFORE: the defaults as landed before this bench (5-point landmarks, 1 encoding per enrolment photo,
   no mirror, no agreement check, threshold 0.48, no cohort rule, min_frames 2), in the same run.
 """
@@ -47,6 +51,7 @@ from gateway.enrolment import assess_photos
 from recognition.decision import MatchRule
 from recognition.faces import analyse_frame
 from recognition.index import TemplateIndex
+from recognition.matcher import Matcher
 from recognition.tracker import FaceTracker, Observation
 from testing.faces import faces_dir_path, on_canvas
 
@@ -137,15 +142,21 @@ class Seen:
     genuine: bool
     faces: tuple[tuple[str, float, float], ...]  # (nearest identity, distance, cohort-tightened limit at inf T)
     tracker_says: str | None  # what the real tracker confirmed, at the configured rule
+    watch_hit: str | None  # the watch entry a track matched, if any
+    watched: bool = False  # a presentation of the fold's person of interest (a hit is expected)
 
 
-def present(index: TemplateIndex, rule: MatchRule, cfg: RecognitionConfig, person: str, genuine: bool,
-            faces: list[tuple[tuple[int, int, int, int], np.ndarray]]) -> Seen:  # fmt: skip
-    tracker = FaceTracker(2.0, cfg.min_frames, lambda probe: index.judge(probe, rule))
+def present(matcher: Matcher, rule: MatchRule, cfg: RecognitionConfig, person: str, genuine: bool,
+            faces: Faces, watched: bool = False) -> Seen:  # fmt: skip
+    index = matcher.tenants
+    tracker = FaceTracker(2.0, cfg.min_frames, matcher.tenant, watch=matcher.watch,
+                          watch_min_frames=cfg.watch_min_frames)  # fmt: skip
     confirmed: str | None = None
+    watch_hit: str | None = None
     for k in range(FRAMES):
         for update in tracker.update(k * 0.1, [Observation(box, enc) for box, enc in faces]):
             confirmed = confirmed or update.tenant_id
+            watch_hit = watch_hit or update.watch_id
     open_rule = MatchRule(math.inf, 0.0, rule.cohort_ratio)  # the limit the cohort alone sets
     found = []
     for _, enc in faces:
@@ -153,7 +164,7 @@ def present(index: TemplateIndex, rule: MatchRule, cfg: RecognitionConfig, perso
         if identity is not None:
             limit = open_rule.limit(index.cohort_distance(identity))
             found.append((identity, distance, limit))
-    return Seen(person, genuine, tuple(found), confirmed)
+    return Seen(person, genuine, tuple(found), confirmed, watch_hit, watched)
 
 
 def decided(seen: Seen, threshold: float) -> str | None:
@@ -167,15 +178,18 @@ def evaluate(prep: Prepared, cfg: RecognitionConfig, evaluated: list[Person], ot
     seen: list[Seen] = []
     for h in evaluated:
         roster = [p.name for p in evaluated if p.name != h.name] + [p.name for p in others[:fillers]]
-        index = TemplateIndex()
+        index, watch = TemplateIndex(), TemplateIndex()
         for name in roster:
             index.add(name, prep.enrolled[name])
+        watch.add(h.name, prep.enrolled[h.name])  # h: a stranger here, and a person of interest
+        matcher = Matcher(cfg, index, watch)
         for name in roster[: len(evaluated) - 1]:
             for photo in prep.presented[name]:
-                seen.append(present(index, rule, cfg, name, True, prep.faces[photo]))
+                seen.append(present(matcher, rule, cfg, name, True, prep.faces[photo]))
         for stranger in [h, *strangers]:
             for photo in stranger.photos:
-                seen.append(present(index, rule, cfg, stranger.name, False, prep.faces[photo]))
+                watched = stranger is h and photo in prep.presented[h.name]
+                seen.append(present(matcher, rule, cfg, stranger.name, False, prep.faces[photo], watched))
     for s in seen:
         assert decided(s, cfg.threshold) == s.tracker_says, (s, "the sweep must agree with the tracker")
     return seen
@@ -213,6 +227,17 @@ def count(seen: list[Seen], threshold: float) -> Counts:
 
 def sweep(seen: list[Seen]) -> list[float]:
     return sorted({round(d, 4) for s in seen for _, d, _ in s.faces} | {0.0})
+
+
+def watch_report(seen: list[Seen]) -> str:
+    wanted = [s for s in seen if s.watched]
+    hits = sum(1 for s in wanted if s.watch_hit == s.person)
+    others = [s for s in seen if not s.watched and not (s.person == s.watch_hit and not s.genuine)]
+    false_hits = [f"{s.person} as {s.watch_hit}" for s in others if s.watch_hit is not None]
+    lo, hi = wilson(hits, len(wanted))
+    return (f"watch list: {hits}/{len(wanted)} presentations of the person of interest hit ({hits / len(wanted):.1%}, "
+            f"95% CI {lo:.1%}-{hi:.1%}); false hits {len(false_hits)} of {len(others)} other presentations"
+            f"{': ' + ', '.join(false_hits[:5]) if false_hits else ''}")  # fmt: skip
 
 
 def report(label: str, seen: list[Seen], cfg: RecognitionConfig, distinct_genuine: int,
@@ -275,6 +300,7 @@ def run(label: str, cfg: RecognitionConfig, halves: dict[str, tuple[list[Person]
             report(f"{half}, roster of {roster}", seen, cfg, distinct_genuine, distinct_impostor)
             print(f"    {distances(seen)}")
             print(f"    {table(seen)}")
+            print(f"    {watch_report(seen)}")
 
 
 def main() -> None:

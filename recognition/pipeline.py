@@ -24,9 +24,9 @@ import numpy as np
 
 from config.models import RecognitionConfig
 from drivers.events import FaceSeen
-from recognition.decision import Match, MatchRule
 from recognition.faces import FrameAnalysis, analyse_frame_timed, warm_up
 from recognition.index import TemplateIndex
+from recognition.matcher import Matcher
 from recognition.stats import PipelineStats, StatsRecorder
 from recognition.tracker import FaceTracker, Observation
 
@@ -70,8 +70,7 @@ class FacePipeline:
         self.cfg = cfg
         self.index = index
         self.watch_index = watch_index  # the town's persons of interest, matched apart from the tenants
-        self._tenant_rule = MatchRule(cfg.threshold, cfg.accept_at, cfg.cohort_ratio)
-        self._watch_rule = MatchRule(cfg.watch_threshold, 0.0, cfg.cohort_ratio)  # never at once
+        self.matcher = Matcher(cfg, index, watch_index)
         self.emit = emit
         self.warm_up_timeout_s = warm_up_timeout_s
         self._stats = StatsRecorder()
@@ -133,8 +132,8 @@ class FacePipeline:
                 self._order.append(camera)
                 self._jobs[camera] = deque()
                 self._trackers[camera] = FaceTracker(
-                    self.cfg.track_gap_s, self.cfg.min_frames, self._match,
-                    watch=self._match_watch if self.watch_index is not None else None,
+                    self.cfg.track_gap_s, self.cfg.min_frames, self.matcher.tenant,
+                    watch=self.matcher.watch if self.watch_index is not None else None,
                     watch_min_frames=self.cfg.watch_min_frames,
                 )  # fmt: skip
             self._pending[camera] = frame
@@ -326,18 +325,6 @@ class FacePipeline:
             self._stats.count("errors")
             log.exception("face analysis failed on a frame of camera %s", job.frame.camera)
         return None
-
-    def _match(self, probe: np.ndarray) -> Match:
-        return self.index.judge(probe, self._tenant_rule)
-
-    def _match_watch(self, probe: np.ndarray) -> Match:
-        """A watch-list hit sends police: judged against the tenants too (a watch entry that looks like a
-        tenant needs a closer match), and never when the face is nearer a tenant than the entry."""
-        assert self.watch_index is not None
-        hit = self.watch_index.judge(probe, self._watch_rule, cohort=self.index)
-        if hit.identity is not None and self.index.nearest(probe)[1] < hit.distance:
-            return Match(None, hit.distance)
-        return hit
 
 
 def _mirror_average(plain: FrameAnalysis, mirrored: FrameAnalysis) -> FrameAnalysis:

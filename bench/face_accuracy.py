@@ -311,6 +311,7 @@ def main() -> None:
     halves = {"HELD-OUT": (held_out, tuning), "tuning": (tuning, held_out)}
     run("BEFORE: the landed defaults", BEFORE, halves, strangers)
     run("AFTER: the defaults now", AFTER, halves, strangers)
+    run("AFTER, with recognition.mirror: true", RecognitionConfig(mirror=True), halves, strangers)
 
 
 if __name__ == "__main__":

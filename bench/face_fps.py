@@ -97,8 +97,11 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores; 640x480 frames, one face ~{args.size * 108 // 250} px wide; "
         f"HOG at downscale {args.downscale}; {len(images)} distinct frames; {len(index)} templates enrolled"
     )
-    for workers in (2, 1):
-        run(RecognitionConfig(workers=workers, downscale=args.downscale), index, images, args.frames)
+    for mirror in (False, True):  # False: the default, as landed before issue 10
+        kind = "of the face and its mirror image (recognition.mirror)" if mirror else "of the face alone (the default)"
+        print(f"templates {kind}:")
+        for workers in (2, 1):
+            run(RecognitionConfig(workers=workers, downscale=args.downscale, mirror=mirror), index, images, args.frames)
 
 
 if __name__ == "__main__":

@@ -207,10 +207,12 @@ class RecognitionConfig(Strict):
     # together they moved TAR at zero false accepts from 86% to 96% on the held-out identities.
     landmarks: Literal[5, 68] = 68
     enrol_jitters: int = Field(10, ge=1, le=100)
-    # Every template (enrolment and camera) averages the face and its mirror image: with it, tenants'
-    # and strangers' distances separate better (TAR at zero false accepts on the tuning half, roster of 19,
-    # 87% -> 94% at threshold 0.50), for a second encoder run per face (~60 ms of a worker).
-    mirror: bool = True
+    # Templates (enrolment and camera) that average the face and its mirror image separate tenants from
+    # strangers a little better (held-out TAR with no false accept 97.0% -> 98.5% with 10 tenants, 90.9% ->
+    # 93.9% with 19) but cost a second encoder run per face: the pipeline analyses half the frames (22.9 ->
+    # 11.9 fps on 2 cores, bench/face_fps.py). Off by default, for buildings with several cameras; a
+    # building with one or two door cameras can turn it on (re-enrol: templates must be made the same way).
+    mirror: bool = False
     # An enrolment photo whose template is farther than this from each of the others' is refused: another
     # person, or the wrong face taken (0.6: dlib's own same-person tolerance).
     enrol_agreement: float = Field(0.6, gt=0, lt=2)

@@ -97,12 +97,16 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores; 640x480 frames, one face ~{args.size * 108 // 250} px wide; "
         f"HOG at downscale {args.downscale}; {len(images)} distinct frames; {len(index)} templates enrolled"
     )
-    for mirror in (False, True):  # False: the default, as landed before issue 10
-        kind = "of the face and its mirror image (recognition.mirror)" if mirror else "of the face alone (the default)"
-        print(f"templates {kind}:")
+    settings = {
+        "as landed before issue 10 (5-point landmarks; the baseline, same run)": {"landmarks": 5},
+        "the defaults (68-point landmarks)": {},
+        "with recognition.mirror: true (face and mirror image)": {"mirror": True},
+    }
+    for label, overrides in settings.items():
+        print(f"templates {label}:")
         for workers in (2, 1):
-            run(RecognitionConfig(workers=workers, downscale=args.downscale, mirror=mirror), index, images, args.frames)
-
+            cfg = RecognitionConfig(workers=workers, downscale=args.downscale, **overrides)
+            run(cfg, index, images, args.frames)
 
 if __name__ == "__main__":
     main()

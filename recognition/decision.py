@@ -7,7 +7,7 @@ chosen on the tuning half, figures from the held-out half):
   0.542 with 10 tenants enrolled to 0.495 with 19.
 - The cohort rule: an identity whose templates lie close to another enrolled identity's (a look-alike in
   the gallery) needs a closer match: its limit is `cohort_ratio` x that distance, never above `threshold`.
-- A match under `accept_at` is clear: no stranger came that close on either half (closest 0.439), and
+- A match under `accept_at` is clear: no stranger came that close on either half (closest 0.437), and
   about two thirds of tenants' presentations do, so it is taken on the first frame (a faster door).
   Between `accept_at` and the limit the track must gather `min_frames` frames first.
 - The gap between the best and the second-best identity did not help (a stranger resembles one tenant,

@@ -17,9 +17,10 @@ Protocol (written before the figures; run `.venv/bin/python -m bench.face_accura
   not modelled: tests/gateway/test_face_e2e.py and bench/face_unlock.py use the real RTSP path).
 - Rosters: for each person h of the evaluated half (10 folds), h is the stranger, never enrolled; the
   other 9 are tenants, plus 1 or 10 people of the other half as further tenants: rosters of 10 and 19,
-  every identity of the data set but the stranger at the largest. Genuine: each tenant of the evaluated
-  half presents each of their 7 other photos (630 presentations a roster, 70 distinct photos). Impostor:
-  the stranger's 10 photos and the 14 of the examples (240 a roster).
+  every identity of the data set but the stranger at the largest. And a small building of 5: the 5 people
+  after h (in a ring) are the tenants, the other 5 of the half (h included) strangers. Genuine: each
+  tenant of the evaluated half presents each of their other photos. Impostor: the strangers' photos
+  (h's, or the 5 outsiders' in the small building) and the 22 of the examples.
 - Counted apart: a tenant accepted as themself (TAR), as another tenant (wrong tenant: a false accept),
   refused; a stranger accepted (FAR). TAR at FAR 1%, 0.1% and at zero false accepts comes from sweeping
   `threshold` with the other settings as configured (for a still photo the track's decision is "the
@@ -173,11 +174,19 @@ def decided(seen: Seen, threshold: float) -> str | None:
 
 
 def evaluate(prep: Prepared, cfg: RecognitionConfig, evaluated: list[Person], others: list[Person],
-             strangers: list[Person], fillers: int) -> list[Seen]:  # fmt: skip
+             strangers: list[Person], fillers: int, building: int = 0) -> list[Seen]:  # fmt: skip
+    """`building` > 0: a small building instead, the `building` people after h (in a ring) as its tenants and
+    the rest of the evaluated half, h included, as strangers."""
     rule = MatchRule(cfg.threshold, cfg.accept_at, cfg.cohort_ratio)
     seen: list[Seen] = []
-    for h in evaluated:
-        roster = [p.name for p in evaluated if p.name != h.name] + [p.name for p in others[:fillers]]
+    for k, h in enumerate(evaluated):
+        if building:
+            tenants = [evaluated[(k + 1 + j) % len(evaluated)] for j in range(building)]
+            roster = [p.name for p in tenants]
+            outsiders = [h, *(p for p in evaluated if p not in tenants and p is not h)]
+        else:
+            roster = [p.name for p in evaluated if p.name != h.name] + [p.name for p in others[:fillers]]
+            outsiders = [h]
         index, watch = TemplateIndex(), TemplateIndex()
         for name in roster:
             index.add(name, prep.enrolled[name])
@@ -186,7 +195,7 @@ def evaluate(prep: Prepared, cfg: RecognitionConfig, evaluated: list[Person], ot
         for name in roster[: len(evaluated) - 1]:
             for photo in prep.presented[name]:
                 seen.append(present(matcher, rule, cfg, name, True, prep.faces[photo]))
-        for stranger in [h, *strangers]:
+        for stranger in [*outsiders, *strangers]:
             for photo in stranger.photos:
                 watched = stranger is h and photo in prep.presented[h.name]
                 seen.append(present(matcher, rule, cfg, stranger.name, False, prep.faces[photo], watched))
@@ -294,9 +303,9 @@ def run(label: str, cfg: RecognitionConfig, halves: dict[str, tuple[list[Person]
     for half, (evaluated, others) in halves.items():
         distinct_genuine = sum(len(prep.presented[p.name]) for p in evaluated)
         distinct_impostor = sum(len(p.photos) for p in evaluated) + sum(len(s.photos) for s in strangers)
-        for fillers in (1, len(others)):
-            seen = evaluate(prep, cfg, evaluated, others, strangers, fillers)
-            roster = len(evaluated) - 1 + fillers
+        for fillers, building in ((0, 5), (1, 0), (len(others), 0)):
+            seen = evaluate(prep, cfg, evaluated, others, strangers, fillers, building)
+            roster = building or len(evaluated) - 1 + fillers
             report(f"{half}, roster of {roster}", seen, cfg, distinct_genuine, distinct_impostor)
             print(f"    {distances(seen)}")
             print(f"    {table(seen)}")

@@ -187,24 +187,23 @@ class CameraConfig(Strict):
 
 class RecognitionConfig(Strict):
     detector: Literal["hog", "cnn"] = "hog"
-    # Defaults from bench/face_fps.py and bench/face_accuracy.py: at 0.5 HOG misses faces under
-    # ~130 px in a 640x480 frame; 0.75 finds them for ~6 ms more per frame. 0.45 keeps look-alike
-    # strangers out: 0.48 is the FAR 0.1% point on held-out LFW identities (0.5 let 11% of
-    # look-alike strangers in with 10 tenants enrolled).
+    # From bench/face_fps.py: at 0.5 HOG misses faces under ~130 px in a 640x480 frame; 0.75 finds them for
+    # ~6 ms more per frame.
     downscale: float = Field(0.75, gt=0, le=1)
     # Open-set matching (recognition/decision.py; evidence in bench/face_accuracy.py, LFW identities presented
     # as a camera shows a still photo): a tenant is accepted under `threshold`, tightened to `cohort_ratio` x
     # the distance from the tenant's templates to the nearest other tenant's (a look-alike in the building
     # needs a closer match, so a bigger building does not admit more strangers); at or under `accept_at` at
-    # once, else after `min_frames` frames. Chosen on the tuning half at threshold 0.50: cohort_ratio 0.75
-    # let 1 of 320 stranger presentations in with 19 tenants (0.8: 2; none: 6) and none with 10, at TAR
-    # 82% / 92% (0.8: 93% / 99%; none: 100%): the fewest false accepts, since one is a break-in.
+    # once, else after `min_frames` frames. Chosen on the tuning half: threshold 0.50 starts the plateau of
+    # TAR; cohort_ratio 0.75 let 1 of 320 stranger presentations in with 19 tenants where 0.8 let 2 and no
+    # cohort rule 6 (measured with `mirror` on), the fewest false accepts, since one is a break-in. With the
+    # defaults, tuning half: TAR 97.6% / 90.0% / 79.4% with 5 / 10 / 19 tenants, strangers let in 0 / 0 / 1.
     threshold: float = Field(0.50, gt=0, lt=2)
     accept_at: float = Field(0.40, ge=0, lt=2)
     cohort_ratio: float = Field(0.75, gt=0)
     # 68-point landmarks align the face for the encoder better than dlib's 5-point default, and 10 jittered
-    # encodings per enrolment photo give a steadier template (enrolment only: ~10x its encoding time);
-    # together they moved TAR at zero false accepts from 86% to 96% on the held-out identities.
+    # encodings per enrolment photo give a steadier template (enrolment only: ~10x its encoding time); with
+    # the rules above, held-out TAR at zero false accepts went from 83.3% to 97.0% with 10 tenants.
     landmarks: Literal[5, 68] = 68
     enrol_jitters: int = Field(10, ge=1, le=100)
     # Templates (enrolment and camera) that average the face and its mirror image separate tenants from

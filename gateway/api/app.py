@@ -14,6 +14,7 @@ from gateway.api.edge import BodyGuard
 from gateway.api.headers import SecurityHeaders
 from gateway.api.routes_admin import metrics_router
 from gateway.api.routes_admin import router as admin_router
+from gateway.api.routes_enrolment import router as enrolment_router
 from gateway.api.routes_records import router as records_router
 from gateway.api.routes_roster import router as roster_router
 
@@ -37,6 +38,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.add_middleware(SecurityHeaders)  # added last = outermost: BodyGuard's 401/413 get the headers too
     app.include_router(admin_router, prefix=PREFIX)
     app.include_router(roster_router, prefix=PREFIX)
+    app.include_router(enrolment_router, prefix=PREFIX)
     app.include_router(records_router, prefix=PREFIX)
     app.include_router(metrics_router)
     if WEB.is_dir():

@@ -25,7 +25,7 @@ from gateway.enrolment import MAX_PHOTOS
 JSON_BODY_LIMIT = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries around the photos
 PHOTO_UPLOAD_LIMIT = MAX_PHOTOS * MAX_PHOTO_BYTES + MULTIPART_OVERHEAD
-PHOTO_UPLOAD = re.compile(r"^/api/v1/tenants/[^/]+/faces/?$")
+PHOTO_UPLOAD = re.compile(r"^/api/v1/(tenants/[^/]+/faces|enrolments)/?$")
 
 
 def body_limit(method: str, path: str) -> int:

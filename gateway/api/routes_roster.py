@@ -36,16 +36,16 @@ POLICE = require("police")
 MAX_PHOTO_BYTES = 10_000_000
 
 
-def _session(request: Request) -> Session:
+def session_of(request: Request) -> Session:
     return request.app.state.ctx.sessions()
 
 
-def _up(s: Session, request: Request, tenant_id: str, change: str, caller: Caller) -> None:
+def send_up(s: Session, request: Request, tenant_id: str, change: str, caller: Caller) -> None:
     """The change leaves for the town through the outbox, in this transaction (DESIGN §6.1 "Up")."""
     queue_roster_change(s, request.app.state.ctx.cfg.gateway_id, tenant_id, change, caller.name)
 
 
-def _out(s: Session, t: Tenant) -> TenantOut:
+def tenant_out(s: Session, t: Tenant) -> TenantOut:
     cards = list(s.scalars(select(Card.number).where(Card.tenant_id == t.id).order_by(Card.number)))
     faces = s.scalar(select(func.count()).select_from(FaceTemplate).where(FaceTemplate.tenant_id == t.id)) or 0
     return TenantOut(
@@ -66,15 +66,15 @@ def _roster_error(exc: RosterError) -> ApiError:
 
 @router.post("/tenants", status_code=201, response_model=TenantOut)
 def create_tenant(body: TenantIn, request: Request, caller: Caller = Depends(ADMIN)) -> TenantOut:
-    with _session(request) as s, s.begin():
+    with session_of(request) as s, s.begin():
         try:
             t = add_tenant(s, NewTenant(body.id, body.name, body.permit_number, body.valid_to, body.valid_from,
                                         body.room))  # fmt: skip
         except RosterError as exc:
             raise _roster_error(exc) from None
         audit(s, caller.name, "tenant.create", {"tenant_id": body.id}, route="POST /tenants")
-        _up(s, request, body.id, "tenant.create", caller)
-        return _out(s, t)
+        send_up(s, request, body.id, "tenant.create", caller)
+        return tenant_out(s, t)
 
 
 @router.get("/tenants", response_model=TenantList)
@@ -94,10 +94,10 @@ def list_tenants(
         query = query.where(
             or_(*(col.like(like, escape="\\") for col in (Tenant.id, Tenant.name, Tenant.permit_number, Tenant.room)))
         )
-    with searching(request), _session(request) as s:
+    with searching(request), session_of(request) as s:
         total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
         rows = s.scalars(query.order_by(Tenant.id).limit(limit).offset(offset)).all()
-        found = TenantList(items=[_out(s, t) for t in rows], total=total)
+        found = TenantList(items=[tenant_out(s, t) for t in rows], total=total)
     filters = {"status": status, "q": q, "limit": limit, "offset": offset}
     _audit_police(request, caller, "tenants.search", filters, len(found.items))
     return found
@@ -105,9 +105,9 @@ def list_tenants(
 
 @router.get("/tenants/{tenant_id}", response_model=TenantOut)
 def read_tenant(tenant_id: str, request: Request, caller: Caller = Depends(READERS)) -> TenantOut:
-    with _session(request) as s:
+    with session_of(request) as s:
         try:
-            found = _out(s, get_tenant(s, tenant_id))
+            found = tenant_out(s, get_tenant(s, tenant_id))
         except RosterError as exc:
             _audit_police(request, caller, "tenants.read", {"id": tenant_id}, 0)
             raise _roster_error(exc) from None
@@ -120,7 +120,7 @@ def _audit_police(request: Request, caller: Caller, action: str, filters: dict[s
     if caller.role != "police":
         return
     shown = {k: v for k, v in filters.items() if v is not None}
-    with _session(request) as s, s.begin():
+    with session_of(request) as s, s.begin():
         audit(s, caller.name, action, {"filters": shown, "address": caller.address}, route=request.url.path,
               rows=rows)  # fmt: skip
 
@@ -128,7 +128,7 @@ def _audit_police(request: Request, caller: Caller, action: str, filters: dict[s
 @router.patch("/tenants/{tenant_id}", response_model=TenantOut)
 def update_tenant(tenant_id: str, body: TenantPatch, request: Request, caller: Caller = Depends(ADMIN)) -> TenantOut:
     changes = body.model_dump(exclude_unset=True)
-    with _session(request) as s, s.begin():
+    with session_of(request) as s, s.begin():
         try:
             t = get_tenant(s, tenant_id)
         except RosterError as exc:
@@ -148,21 +148,21 @@ def update_tenant(tenant_id: str, body: TenantPatch, request: Request, caller: C
         mark_changed(s)
         audit(s, caller.name, "tenant.update", {"tenant_id": tenant_id, "fields": sorted(changes)},
               route="PATCH /tenants/{id}")  # fmt: skip
-        _up(s, request, tenant_id, "tenant.update", caller)
-        return _out(s, t)
+        send_up(s, request, tenant_id, "tenant.update", caller)
+        return tenant_out(s, t)
 
 
 def _status_route(action: str, status: str) -> None:
     @router.post(f"/tenants/{{tenant_id}}/{action}", response_model=TenantOut, name=f"{action}_tenant")
     def change(tenant_id: str, request: Request, caller: Caller = Depends(ADMIN)) -> TenantOut:
-        with _session(request) as s, s.begin():
+        with session_of(request) as s, s.begin():
             try:
                 t = set_status(s, tenant_id, status)
             except RosterError as exc:
                 raise _roster_error(exc) from None
             audit(s, caller.name, f"tenant.{action}", {"tenant_id": tenant_id}, route=f"POST /tenants/{{id}}/{action}")
-            _up(s, request, tenant_id, f"tenant.{action}", caller)
-            return _out(s, t)
+            send_up(s, request, tenant_id, f"tenant.{action}", caller)
+            return tenant_out(s, t)
 
 
 _status_route("suspend", "suspended")
@@ -173,7 +173,7 @@ _status_route("activate", "active")
 @router.delete("/tenants/{tenant_id}", status_code=204, response_class=Response)
 def delete_tenant(tenant_id: str, request: Request, caller: Caller = Depends(ADMIN)) -> Response:
     """Removes the tenant, their cards and face templates; their entries stay (evidence)."""
-    with _session(request) as s, s.begin():
+    with session_of(request) as s, s.begin():
         try:
             t = get_tenant(s, tenant_id)
         except RosterError as exc:
@@ -181,13 +181,13 @@ def delete_tenant(tenant_id: str, request: Request, caller: Caller = Depends(ADM
         s.delete(t)
         mark_changed(s)
         audit(s, caller.name, "tenant.delete", {"tenant_id": tenant_id}, route="DELETE /tenants/{id}")
-        _up(s, request, tenant_id, "tenant.delete", caller)
+        send_up(s, request, tenant_id, "tenant.delete", caller)
     return Response(status_code=204)
 
 
 @router.post("/tenants/{tenant_id}/cards", status_code=201, response_model=TenantOut, tags=["cards"])
 def bind_card(tenant_id: str, body: CardIn, request: Request, caller: Caller = Depends(ADMIN)) -> TenantOut:
-    with _session(request) as s, s.begin():
+    with session_of(request) as s, s.begin():
         try:
             add_card(s, tenant_id, body.number)
             t = get_tenant(s, tenant_id)
@@ -196,21 +196,21 @@ def bind_card(tenant_id: str, body: CardIn, request: Request, caller: Caller = D
         audit(
             s, caller.name, "card.bind", {"tenant_id": tenant_id, "card": body.number}, route="POST /tenants/{id}/cards"
         )
-        _up(s, request, tenant_id, "card.bind", caller)
-        return _out(s, t)
+        send_up(s, request, tenant_id, "card.bind", caller)
+        return tenant_out(s, t)
 
 
 @router.delete("/cards/{number}", status_code=204, response_class=Response, tags=["cards"])
 def unbind_card(number: int, request: Request, caller: Caller = Depends(ADMIN)) -> Response:
     if not 0 <= number <= 0xFFFFFFFF:
         raise ApiError(422, "invalid_request", "a card number is a 32-bit unsigned integer")
-    with _session(request) as s, s.begin():
+    with session_of(request) as s, s.begin():
         try:
             owner = remove_card(s, number)
         except RosterError as exc:
             raise _roster_error(exc) from None
         audit(s, caller.name, "card.unbind", {"card": number}, route="DELETE /cards/{number}")
-        _up(s, request, owner, "card.unbind", caller)
+        send_up(s, request, owner, "card.unbind", caller)
     return Response(status_code=204)
 
 
@@ -226,7 +226,7 @@ async def upload_faces(
 ) -> FacesOut:
     if not 1 <= len(photos) <= MAX_PHOTOS:
         raise ApiError(422, "invalid_request", f"give 1 to {MAX_PHOTOS} photos, not {len(photos)}")
-    with _session(request) as s:
+    with session_of(request) as s:
         try:
             get_tenant(s, tenant_id)
         except RosterError as exc:
@@ -242,35 +242,35 @@ async def upload_faces(
     if not all(r.verdict.ok for r in results):
         raise ApiError(422, "photo_rejected", "every photo must pass; nothing was stored",
                        {"verdicts": [v.model_dump() for v in verdicts]})  # fmt: skip
-    with _session(request) as s, s.begin():
+    with session_of(request) as s, s.begin():
         stored = enrol_faces(s, tenant_id, results, caller.name)
-        _up(s, request, tenant_id, "face.enrol", caller)
+        send_up(s, request, tenant_id, "face.enrol", caller)
     return FacesOut(stored=stored, verdicts=verdicts)
 
 
 @router.delete("/tenants/{tenant_id}/faces", status_code=204, response_class=Response, tags=["faces"])
 def delete_faces(tenant_id: str, request: Request, caller: Caller = Depends(ADMIN)) -> Response:
-    with _session(request) as s, s.begin():
+    with session_of(request) as s, s.begin():
         try:
             removed = delete_face_templates(s, tenant_id)
         except RosterError as exc:
             raise _roster_error(exc) from None
         audit(s, caller.name, "face.delete", {"tenant_id": tenant_id, "templates": removed},
               route="DELETE /tenants/{id}/faces")  # fmt: skip
-        _up(s, request, tenant_id, "face.delete", caller)
+        send_up(s, request, tenant_id, "face.delete", caller)
     return Response(status_code=204)
 
 
 def _watch(tenant_id: str, request: Request, caller: Caller, on: bool) -> TenantOut:
-    with _session(request) as s, s.begin():
+    with session_of(request) as s, s.begin():
         try:
             t = set_watchlist(s, tenant_id, on)
         except RosterError as exc:
             raise _roster_error(exc) from None
         audit(s, caller.name, "watchlist.set" if on else "watchlist.clear", {"tenant_id": tenant_id},
               route=f"{'PUT' if on else 'DELETE'} /tenants/{{id}}/watchlist")  # fmt: skip
-        _up(s, request, tenant_id, "watchlist.set" if on else "watchlist.clear", caller)
-        return _out(s, t)
+        send_up(s, request, tenant_id, "watchlist.set" if on else "watchlist.clear", caller)
+        return tenant_out(s, t)
 
 
 @router.put("/tenants/{tenant_id}/watchlist", response_model=TenantOut, tags=["watch list"])

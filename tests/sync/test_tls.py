@@ -101,6 +101,21 @@ def _link(cfg: MqttConfig, gateway_id: str = "gw-a", received: Received | None =
     return MqttLink(cfg, Topics("accessgw", gateway_id), callbacks)
 
 
+def refused(cfg: MqttConfig, linger_s: float = 0.0) -> str:
+    """Start a link that the broker or the TLS check must refuse; its `last_error` once it has one.
+
+    `linger_s`: stay through several retries first (they must not log again)."""
+    link = _link(cfg)
+    link.start()
+    try:
+        wait_until(lambda: link.last_error, 10, what="last_error")
+        time.sleep(linger_s)
+        assert not link.connected
+    finally:
+        link.stop(publish_offline=False)
+    return link.last_error or ""
+
+
 # --- config -------------------------------------------------------------------------------------
 
 
@@ -151,16 +166,9 @@ def test_gateway_with_its_certificate_connects_and_is_online(pki: dict[str, Path
 def test_a_client_without_certificate_is_refused(
     pki: dict[str, Path], broker: TlsMosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
-    link = _link(_cfg(pki, broker.port, who=None))
     with caplog.at_level(logging.WARNING, logger="sync.mqtt_client"):
-        link.start()
-        try:
-            wait_until(lambda: link.last_error, 10, what="last_error")
-            time.sleep(2.5)  # several retries (reconnect_max_s 1)
-            assert not link.connected
-        finally:
-            link.stop(publish_offline=False)
-    assert "requires a client certificate" in (link.last_error or "")
+        error = refused(_cfg(pki, broker.port, who=None), linger_s=2.5)  # several retries (reconnect_max_s 1)
+    assert "requires a client certificate" in error
     lines = [r for r in caplog.records if "client certificate" in r.getMessage()]
     # One line, not one per retry; two when a TLS 1.3 alert lost in the broker's reset gave a guess first.
     assert 1 <= len(lines) <= 2, [r.getMessage() for r in lines]
@@ -169,14 +177,7 @@ def test_a_client_without_certificate_is_refused(
 
 def test_a_certificate_from_another_ca_is_refused(pki: dict[str, Path], broker: TlsMosquitto) -> None:
     cfg = _cfg(pki, broker.port, who=None, cert_file=pki["rogue_crt"], key_file=pki["rogue_key"])
-    link = _link(cfg)
-    link.start()
-    try:
-        wait_until(lambda: link.last_error, 10, what="last_error")
-        assert not link.connected
-        assert "refused our client certificate" in (link.last_error or "")
-    finally:
-        link.stop(publish_offline=False)
+    assert "refused our client certificate" in refused(cfg)
 
 
 # --- (c) the ACL: requests come from the platform only ------------------------------------------
@@ -232,16 +233,9 @@ def test_a_gateway_reads_only_its_own_requests_and_writes_only_its_own_topics(
 def test_wrong_ca_is_one_clear_error_and_the_link_keeps_trying(
     pki: dict[str, Path], broker: TlsMosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
-    link = _link(_cfg(pki, broker.port, ca_file=pki["rogue_ca"]))
     with caplog.at_level(logging.WARNING, logger="sync.mqtt_client"):
-        link.start()
-        try:
-            wait_until(lambda: link.last_error, 10, what="last_error")
-            time.sleep(2.5)
-            assert not link.connected
-        finally:
-            link.stop(publish_offline=False)
-    assert "not signed by mqtt.ca_file" in (link.last_error or "")
+        error = refused(_cfg(pki, broker.port, ca_file=pki["rogue_ca"]), linger_s=2.5)
+    assert "not signed by mqtt.ca_file" in error
     assert len([r for r in caplog.records if "ca_file" in r.getMessage()]) == 1
     assert all(r.exc_info is None for r in caplog.records)
 
@@ -251,14 +245,7 @@ def test_host_name_mismatch_is_one_clear_error(town: TownCa, pki: dict[str, Path
     elsewhere.start()
     try:
         cfg = _cfg(pki, elsewhere.port)
-        link = _link(cfg)
-        link.start()
-        try:
-            wait_until(lambda: link.last_error, 10, what="last_error")
-            assert not link.connected
-        finally:
-            link.stop(publish_offline=False)
-        assert "not for the name '127.0.0.1'" in (link.last_error or "")
+        assert "not for the name '127.0.0.1'" in refused(cfg)
         assert "not for the name '127.0.0.1'" in (probe_broker(cfg) or "")
     finally:
         elsewhere.stop()
@@ -268,25 +255,11 @@ def test_expired_certificates_are_named(
     town: TownCa, pki: dict[str, Path], broker: TlsMosquitto, tmp_path: Path
 ) -> None:
     expired_client = _cfg(pki, broker.port, cert_file=pki["expired_crt"], key_file=pki["expired_key"])
-    link = _link(expired_client)
-    link.start()
-    try:
-        wait_until(lambda: link.last_error, 10, what="last_error")
-        assert not link.connected
-    finally:
-        link.stop(publish_offline=False)
-    assert "refused our client certificate" in (link.last_error or "")  # "…: it has expired", if its alert arrives
+    assert "refused our client certificate" in refused(expired_client)  # "…: it has expired", if its alert arrives
     old = TlsMosquitto(tmp_path / "old", town, pki["expired_server_crt"], pki["expired_server_key"])
     old.start()
     try:
-        link = _link(_cfg(pki, old.port))
-        link.start()
-        try:
-            wait_until(lambda: link.last_error, 10, what="last_error")
-            assert not link.connected
-        finally:
-            link.stop(publish_offline=False)
-        assert "certificate has expired" in (link.last_error or "")
+        assert "certificate has expired" in refused(_cfg(pki, old.port))
     finally:
         old.stop()
 

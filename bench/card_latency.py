@@ -42,14 +42,12 @@ from typing import Any
 import numpy as np
 from nacl.signing import SigningKey
 
-from bench.roster import card_number, fill_roster
+from bench.roster import card_number, fill_roster, snapshot_messages
 from sync.signing import new_key_pair, sign
 from testing.faces import faces_dir_path
 from testing.gateway import DoorPeers, GatewayProcess, gateway_config
 from testing.media.rtsp_fixture import RtspCamera
 from testing.peers import Mosquitto, Subscriber, wait_until
-
-MAX_MESSAGE = 200_000
 
 
 def rss_peak_mb(pid: int) -> float:
@@ -105,22 +103,6 @@ def snapshot_ops(tenants: int, *, room_changed_every: int = 0, new: int = 0) -> 
     return out
 
 
-def snapshot_messages(key: SigningKey, version: int, ops: list[dict[str, Any]]) -> list[str]:
-    chunks: list[list[dict[str, Any]]] = [[]]
-    size = 400
-    for op in ops:
-        n = len(json.dumps(op, separators=(",", ":")).encode()) + 1
-        if size + n > MAX_MESSAGE:
-            chunks.append([])
-            size = 400
-        chunks[-1].append(op)
-        size += n
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    return [json.dumps(sign({"transaction": f"s{version}-{i}", "issued_at": now, "version": version,
-                             "snapshot_id": f"snap-{version}", "chunk": i, "chunks": len(chunks), "ops": c}, key),
-                       separators=(",", ":")) for i, c in enumerate(chunks)]  # fmt: skip
-
-
 class Town:
     """The platform's side on the broker: publishes a snapshot's chunks and sees the gateway's answers.
 
@@ -137,7 +119,7 @@ class Town:
     def answered(self) -> int:
         return len(self.link.raw("/response/roster/snapshot"))  # no JSON parsing: the bench shares its CPU
 
-    def send(self, messages: list[str], version: int, halfway: Callable[[], None] | None = None) -> threading.Event:
+    def send(self, messages: list[bytes], version: int, halfway: Callable[[], None] | None = None) -> threading.Event:
         done = threading.Event()
         before = self.answered()
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.roster import snapshot_messages
 from gateway.platform_requests import RosterRequests
 from gateway.store.db import open_store, write_now, write_now_on
 from gateway.store.replay import SqlReplayMemory
@@ -35,7 +36,6 @@ from gateway.store.roster_sync import current_version, parse_ops
 from sync.commands import CommandRouter, RequestGuard
 from sync.signing import new_key_pair, public_key, sign
 
-MAX_MESSAGE = 200_000
 VALID_TO = f"{date.today().year + 1}-06-30"
 
 
@@ -83,30 +83,6 @@ class DoorProbe(threading.Thread):
 
 def now_text() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def chunk_ops(tenants: int, changed: int = 0) -> list[list[dict[str, Any]]]:
-    """Ops packed into chunks whose signed message stays under MAX_MESSAGE bytes."""
-    chunks: list[list[dict[str, Any]]] = [[]]
-    size = 400  # the envelope: transaction, issued_at, version, snapshot_id, chunk, chunks, sig
-    for op in ops(tenants, changed):
-        n = len(json.dumps(op, ensure_ascii=False, separators=(",", ":")).encode()) + 1
-        if size + n > MAX_MESSAGE:
-            chunks.append([])
-            size = 400
-        chunks[-1].append(op)
-        size += n
-    return chunks
-
-
-def signed_snapshot(key: Any, tenants: int, version: int, changed: int = 0) -> list[bytes]:
-    chunks = chunk_ops(tenants, changed)
-    return [
-        json.dumps(sign({"transaction": f"s{version}-{i}", "issued_at": now_text(), "version": version,
-                         "snapshot_id": f"snap-{version}", "chunk": i, "chunks": len(chunks), "ops": c}, key),
-                   ensure_ascii=False, separators=(",", ":")).encode()
-        for i, c in enumerate(chunks)
-    ]  # fmt: skip
 
 
 def waited(probe: DoorProbe) -> str:
@@ -157,7 +133,7 @@ async def run(tenants: int, patch_ops: int) -> None:
                                RequestGuard(public_key(public), SqlReplayMemory(engine)))  # fmt: skip
         roster = RosterRequests(router, engine, "bench", lambda: None)
 
-        messages = signed_snapshot(key, tenants, 1)
+        messages = snapshot_messages(key, 1, ops(tenants))
         sizes = np.array([len(m) for m in messages])
         print(f"snapshot of {tenants:,} tenants, {tenants:,} cards, {tenants:,} templates: {len(messages)} messages, "
               f"{sizes.sum() / 1e6:.1f} MB; sizes min {sizes.min():,} / median {int(np.median(sizes)):,} / "
@@ -186,7 +162,7 @@ async def run(tenants: int, patch_ops: int) -> None:
         del messages
 
         # The usual snapshot: after a version gap, on a full store, most of it already held.
-        messages = signed_snapshot(key, tenants + 1000, 2, changed=100)
+        messages = snapshot_messages(key, 2, ops(tenants + 1000, changed=100))
         probe = DoorProbe(engine)
         probe.start()
         total_s, apply_s = await send(router, messages)

@@ -131,7 +131,7 @@ class Subscriber:
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "messages") -> Any:
         return wait_until(predicate, timeout, what=what)
 
-    def publish(self, topic: str, payload: str, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: str | bytes, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
 
     def close(self) -> None:

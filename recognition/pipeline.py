@@ -75,8 +75,7 @@ class FacePipeline:
     ) -> None:
         self.cfg = cfg
         self.index = index
-        self.watch_index = watch_index  # the town's persons of interest, matched apart from the tenants
-        self.matcher = Matcher(cfg, index, watch_index)
+        self.matcher = Matcher(cfg, index, watch_index)  # watch_index: the town's persons of interest
         self.emit = emit
         self.warm_up_timeout_s = warm_up_timeout_s
         self._stats = StatsRecorder()
@@ -139,7 +138,7 @@ class FacePipeline:
                 self._jobs[camera] = deque()
                 self._trackers[camera] = FaceTracker(
                     self.cfg.track_gap_s, self.cfg.min_frames, self.matcher.tenant,
-                    watch=self.matcher.watch if self.watch_index is not None else None,
+                    watch=self.matcher.watch if self.matcher.watch_list is not None else None,
                     watch_min_frames=self.cfg.watch_min_frames,
                 )  # fmt: skip
             self._pending[camera] = frame

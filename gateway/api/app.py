@@ -17,6 +17,7 @@ from gateway.api.routes_admin import router as admin_router
 from gateway.api.routes_enrolment import router as enrolment_router
 from gateway.api.routes_records import router as records_router
 from gateway.api.routes_roster import router as roster_router
+from gateway.api.routes_session import router as session_router
 
 PREFIX = "/api/v1"
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -36,6 +37,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyGuard)  # no body is read before its sender is known
     app.add_middleware(SecurityHeaders)  # added last = outermost: BodyGuard's 401/413 get the headers too
+    app.include_router(session_router, prefix=PREFIX)
     app.include_router(admin_router, prefix=PREFIX)
     app.include_router(roster_router, prefix=PREFIX)
     app.include_router(enrolment_router, prefix=PREFIX)

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from gateway.api.context import ApiContext
 
 bearer = HTTPBearer(auto_error=False, description="API token: `Authorization: Bearer <token>`")
+# The web page signs in once with its token (POST /session) and then holds it only in this
+# HttpOnly cookie, out of reach of any script that gets into the page. A change sent with the
+# cookie must also carry CSRF_HEADER, which another site's form or fetch cannot set.
+SESSION_COOKIE = "accessgw_session"
+CSRF_HEADER = "x-accessgw-csrf"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +88,27 @@ def resolve_caller(ctx: ApiContext, token: str | None, address: str) -> Caller:
     raise ApiError(401, "unauthenticated", "unknown, revoked or rotated token")
 
 
+def presented_token(method: str, authorization: str | None, cookie_token: str | None, csrf: str | None) -> str | None:
+    """The token a request presents: the bearer header first, else the page's session cookie.
+
+    ApiError 403 `csrf` when a change comes with the cookie but without the CSRF header.
+    """
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if not cookie_token:
+        return None
+    if method not in SAFE_METHODS and csrf != "1":
+        raise ApiError(403, "csrf", f"a change made with the session cookie needs the header {CSRF_HEADER}: 1")
+    return cookie_token
+
+
 def authenticated(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
     known = getattr(request.state, "caller", None)  # already checked at the edge, before the body was read
     if isinstance(known, Caller):
         return known
-    token = creds.credentials if creds is not None else None
+    token = presented_token(request.method, request.headers.get("authorization"),
+                            request.cookies.get(SESSION_COOKIE), request.headers.get(CSRF_HEADER))  # fmt: skip
     return resolve_caller(request.app.state.ctx, token, client_address(request))
 
 

@@ -14,10 +14,11 @@ import re
 
 import anyio
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api.auth import resolve_caller
+from gateway.api.auth import CSRF_HEADER, SESSION_COOKIE, presented_token, resolve_caller
 from gateway.api.errors import ApiError, error_body
 from gateway.api.routes_roster import MAX_PHOTO_BYTES
 from gateway.enrolment import MAX_PHOTOS
@@ -26,6 +27,8 @@ JSON_BODY_LIMIT = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries around the photos
 PHOTO_UPLOAD_LIMIT = MAX_PHOTOS * MAX_PHOTO_BYTES + MULTIPART_OVERHEAD
 PHOTO_UPLOAD = re.compile(r"^/api/v1/(tenants/[^/]+/faces|enrolments)/?$")
+SIGN_IN = "/api/v1/session"  # the one body sent before its sender is known: the token itself
+SIGN_IN_LIMIT = 1024
 
 
 def body_limit(method: str, path: str) -> int:
@@ -55,10 +58,20 @@ class BodyGuard:
         if length <= 0:
             await self.app(scope, receive, send)
             return
+        if scope["path"] == SIGN_IN:
+            if length > SIGN_IN_LIMIT:
+                too_big = ApiError(413, "too_large", f"a sign-in is at most {SIGN_IN_LIMIT} bytes")
+                await _refuse(scope, receive, send, too_big)
+            else:
+                await self.app(scope, receive, send)  # the route checks the token, with the failure limiter
+            return
         address = scope["client"][0] if scope.get("client") else "unknown"
         ctx = scope["app"].state.ctx  # Starlette puts the app in the scope before its middleware runs
         try:
-            caller = await anyio.to_thread.run_sync(resolve_caller, ctx, _bearer(headers), address)
+            token = presented_token(scope["method"], headers.get("authorization"),
+                                    cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE),
+                                    headers.get(CSRF_HEADER))  # fmt: skip
+            caller = await anyio.to_thread.run_sync(resolve_caller, ctx, token, address)
             limit = body_limit(scope["method"], scope["path"])
             if length > limit:
                 raise ApiError(413, "too_large", f"this request takes at most {limit} bytes, not {length}")
@@ -67,11 +80,6 @@ class BodyGuard:
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
-
-
-def _bearer(headers: Headers) -> str | None:
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, exc: ApiError) -> None:

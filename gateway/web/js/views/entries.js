@@ -1,0 +1,93 @@
+// Police home (and the administrator's): the entry log, searched by person (name, permit or id),
+// door, method, decision, reason and time (presets), with totals, page numbers, snapshots,
+// the day's entries per hour, and exports a clerk can open.
+
+import { h, replace } from "../dom.js";
+import { call } from "../api.js";
+import { codes, currentLang, t, today, word } from "../i18n.js";
+import { entryTable } from "../entry_list.js";
+import { compact, exportLinks, field, messageLine, pager, select, timeRange } from "../ui.js";
+
+export const route = "entries";
+export const roles = ["police", "admin"];
+export const nav = "nav.entries";
+
+const LIMIT = 50;
+
+export function render(root, ctx) {
+  const personInput = h("input", { type: "search", maxlength: 64, "data-testid": "filter-person",
+    value: ctx.query.get("person") || "" });
+  const doorInput = h("input", { maxlength: 64, "data-testid": "filter-door" });
+  const method = select([["", t("common.any")], ...codes("method").map((m) => [m, word("method", m)])], "",
+    { "data-testid": "filter-method" });
+  const decision = select([["", t("common.any")], ["granted", word("decision", "granted")],
+    ["denied", word("decision", "denied")]], "", { "data-testid": "filter-decision" });
+  const reason = select([["", t("common.any")], ...codes("reason").map((r) => [r, word("reason", r)])], "",
+    { "data-testid": "filter-reason" });
+  const range = timeRange({ onPreset: () => search(0), testid: "entries-range" });
+  const msg = messageLine("entries-msg");
+  const results = h("div", { class: "results", "aria-live": "polite" });
+  const exports = h("div", { class: "export-row" });
+  let busy = false;
+
+  function filters() {
+    return compact({ person: personInput.value.trim(), door: doorInput.value.trim(), method: method.value,
+      decision: decision.value, reason: reason.value, ...range.query() });
+  }
+
+  async function search(offset) {
+    if (busy) return;
+    busy = true;
+    msg.info("common.loading");
+    const f = filters();
+    try {
+      const page = await call("GET", "/entries", { query: { ...f, limit: LIMIT, offset, with_total: true } });
+      msg.clear();
+      if (page.hint === "no_person") msg.error("entries.noPerson", { text: f.person });
+      const total = page.total ?? page.items.length;
+      replace(results,
+        pager({ total, capped: page.total_capped, offset, limit: LIMIT, onGo: search, testid: "entries-pager" }),
+        entryTable(page.items));
+      replace(exports, exportLinks("/entries", f, "entries-export"));
+    } catch (err) {
+      if (!err.handled) msg.error(err);
+    } finally {
+      busy = false;
+    }
+  }
+
+  const form = h("form", { class: "filters card-box", "data-testid": "entries-form", onsubmit: (e) => {
+    e.preventDefault();
+    search(0);
+  } },
+  h("div", { class: "grid" },
+    field("entries.person", personInput, { hint: "entries.personHint", wide: true }),
+    field("entries.col.door", doorInput), field("entries.col.method", method),
+    field("entries.col.decision", decision), field("entries.col.reason", reason)),
+  range.node,
+  h("div", { class: "actions" },
+    h("button", { type: "submit", "data-testid": "entries-search" }, t("common.search")),
+    h("button", { type: "reset", class: "secondary", onclick: () => {
+      range.clear();
+      setTimeout(() => search(0));
+    } }, t("common.reset"))));
+
+  replace(root, h("h2", {}, t("entries.heading")), form, exports, msg.node, results, perHour());
+  search(0);
+}
+
+/** Today's entries per hour in the gateway's zone, as bars (no canvas: readable at any width). */
+function perHour() {
+  const box = h("section", { class: "card-box per-hour", "data-testid": "per-hour" },
+    h("h3", {}, t("entries.perHour", { day: today() })));
+  call("GET", "/entries/per-hour", { query: { day: today() } }).then((r) => {
+    const top = Math.max(1, ...r.counts);
+    box.append(h("ol", { class: "bars", "aria-label": t("entries.perHour", { day: r.day }) },
+      r.counts.map((n, hour) => h("li", { title: t("entries.perHourBar", { hour, n }) },
+        h("span", { class: "bar", style: null, "data-n": n, "data-h": Math.round((n / top) * 100) }),
+        h("span", { class: "hour" }, String(hour))))));
+    for (const bar of box.querySelectorAll(".bar")) bar.style.height = bar.dataset.h + "%";
+  }).catch(() => box.append(h("p", { class: "muted" }, t("entries.perHourFailed"))));
+  box.lang = currentLang();
+  return box;
+}

@@ -301,7 +301,7 @@ def test_security_headers_on_every_kind_of_response(local: Local) -> None:
         (local.request("POST", f"{T}/tenants", "admin", json={"id": "X"}), True, 422),
         (local.request("GET", f"{T}/entries.csv", "police"), True, 200),
         (local.request("GET", "/"), False, 200),
-        (local.request("GET", "/app.js"), False, 200),
+        (local.request("GET", "/js/app.js"), False, 200),
         (local.request("GET", "/no-such-file.js"), False, 404),
         (local.request("GET", f"{T}/boom"), True, 500),  # answered from outside every middleware
     ]

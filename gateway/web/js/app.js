@@ -58,13 +58,13 @@ function nav(current) {
         "aria-current": v.route === current ? "page" : null }, t(v.nav))))));
 }
 
-function showSignIn(noticeKey) {
+function showSignIn(noticeKey, kind = "error") {
   if (state.cleanup) state.cleanup();
   state.cleanup = null;
   const input = h("input", { id: "token-input", type: "password", required: true, spellcheck: "false",
     autocomplete: "off", "data-testid": "token-input" });
   const msg = messageLine("signin-msg");
-  if (noticeKey) msg.error(noticeKey);
+  if (noticeKey) msg[kind](noticeKey);
   const form = h("form", { class: "card-box signin", "data-testid": "signin-form", autocomplete: "off",
     onsubmit: async (e) => {
       e.preventDefault();
@@ -133,7 +133,7 @@ async function leave() {
   await signOut();
   state.me = null;
   history.replaceState(null, "", location.pathname);
-  showSignIn("signin.signedOut");
+  showSignIn("signin.signedOut", "ok");
 }
 
 async function start() {

@@ -152,14 +152,29 @@ def viewport(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+# Every visible form control has a name a screen reader can say (a <label>, aria-label or -labelledby).
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
+  .filter(e => e.type !== 'hidden' && e.offsetParent !== null)
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby'))
+  .map(e => e.outerHTML.slice(0, 120))"""
+# The page itself never scrolls sideways (a wide table may, inside its own box).
+OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
 @dataclass
 class Screens:
     folder: Path
     viewport: str
 
     def __call__(self, page: Any, name: str) -> Path:
+        """Screenshot a screen, after checking what every screen must hold: labelled controls,
+        no sideways scrolling of the page at this width."""
         path = self.folder / f"{name}-{self.viewport}.png"
         page.screenshot(path=str(path), full_page=True)
+        unlabelled = page.evaluate(UNLABELLED)
+        assert not unlabelled, f"{name}: controls without a label: {unlabelled}"
+        overflow = page.evaluate(OVERFLOW)
+        assert overflow <= 1, f"{name}: the page scrolls sideways by {overflow} px at {self.viewport}"
         return path
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from config.models import RecognitionConfig
 from gateway.store.audit import audit
-from gateway.store.roster import add_face_templates, get_tenant
+from gateway.store.roster import add_face_templates, delete_face_templates, get_tenant
 from recognition.agreement import disagreeing
 
 if TYPE_CHECKING:
@@ -53,8 +53,13 @@ def check_agreement(results: list[PhotoResult], max_distance: float) -> list[Pho
     ]  # fmt: skip
 
 
-def enrol_faces(session: Session, tenant_id: str, results: list[PhotoResult], actor: str) -> int:
-    """Store the templates of `results` if every photo passed; returns how many were stored."""
+def enrol_faces(
+    session: Session, tenant_id: str, results: list[PhotoResult], actor: str, *, replace: bool = False
+) -> int:
+    """Store the templates of `results` if every photo passed; returns how many were stored.
+
+    `replace`: the tenant's other templates go in the same transaction (audited as one "face.replace").
+    """
     get_tenant(session, tenant_id)
     if not results or not all(r.verdict.ok for r in results):
         return 0
@@ -64,6 +69,10 @@ def enrol_faces(session: Session, tenant_id: str, results: list[PhotoResult], ac
     for r in results:
         assert r.verdict.encoding is not None
         rows.append((np.asarray(r.verdict.encoding, dtype="<f4").tobytes(), r.verdict.quality, r.verdict.sha256))
+    removed = delete_face_templates(session, tenant_id) if replace else 0
     stored = add_face_templates(session, tenant_id, rows)
-    audit(session, actor, "face.enrol", {"tenant_id": tenant_id, "templates": stored})
+    if replace:
+        audit(session, actor, "face.replace", {"tenant_id": tenant_id, "templates": stored, "removed": removed})
+    else:
+        audit(session, actor, "face.enrol", {"tenant_id": tenant_id, "templates": stored})
     return stored

@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session
 
 from gateway.api.auth import Caller, authenticated, require
 from gateway.api.errors import ApiError
-from gateway.api.schemas import DoorOut, Me, OpenResult, TokenOut, UserIn, UserOut
+from gateway.api.schemas import DoorOut, Me, OpenResult, ReasonIn, TokenOut, UserIn, UserOut
 from gateway.api.users import UserError, create_user, revoke_user, rotate_token
+from gateway.clock import zone_name
 from gateway.store.audit import audit
 from gateway.store.models import ApiUser
 
@@ -38,9 +39,10 @@ def ready(request: Request, response: Response) -> dict:
 
 
 @router.get("/me", response_model=Me, tags=["users"])
-def me(caller: Caller = Depends(authenticated)) -> Me:
-    """Who this token belongs to (the web page's sign-in)."""
-    return Me(name=caller.name, role=caller.role)
+def me(request: Request, caller: Caller = Depends(authenticated)) -> Me:
+    """Who this token belongs to (the web page's sign-in), and the gateway's zone to show times in."""
+    cfg = request.app.state.ctx.cfg
+    return Me(name=caller.name, role=caller.role, timezone=zone_name(cfg), gateway_id=cfg.gateway_id)
 
 
 @router.post("/users", status_code=201, response_model=TokenOut, tags=["users"])
@@ -99,12 +101,18 @@ def door(door_id: str, request: Request, caller: Caller = Depends(require("admin
 
 
 @router.post("/doors/{door_id}/open", response_model=OpenResult, tags=["doors"])
-def open_door(door_id: str, request: Request, caller: Caller = Depends(require("operator"))) -> OpenResult:
+def open_door(
+    door_id: str, request: Request, body: ReasonIn | None = None, caller: Caller = Depends(require("operator"))
+) -> OpenResult:
+    """Pulse the door's lock. The body (`{"reason": "…"}`) is optional; the reason goes into the audit row."""
     ctx = request.app.state.ctx
     if door_id not in {d["id"] for d in ctx.hooks.door_states()}:
         raise ApiError(404, "not_found", f"no door {door_id!r}")
+    details = {"door": door_id, "address": caller.address}
+    if body is not None and body.reason:
+        details["reason"] = body.reason
     with _session(request) as s, s.begin():
-        audit(s, caller.name, "door.open", {"door": door_id, "address": caller.address}, route="POST /doors/{id}/open")
+        audit(s, caller.name, "door.open", details, route="POST /doors/{id}/open")
     ctx.hooks.open_door(door_id, caller.name)
     return OpenResult(door=door_id, status="opened")
 

@@ -1,51 +1,69 @@
-"""Entries, alerts, snapshots, CSV export and the audit log: every read is audited."""
+"""Entries, alerts, snapshots, exports and the audit log: every read is audited."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Generator
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.types import Receive, Scope, Send
 
 from gateway.api.auth import Caller, require
 from gateway.api.errors import ApiError
-from gateway.api.limits import Slots, searching, slots
+from gateway.api.exports import (
+    AUDIT_COLUMNS,
+    ENTRY_COLUMNS,
+    XLSX_TYPE,
+    Export,
+    Wording,
+    csv_response,
+    xlsx_response,
+)
+from gateway.api.limits import searching
+from gateway.api.schemas import AlertState, Decision, Method
 from gateway.inputs import D, check_time
-from gateway.store.audit import audit, complete_row, start_row
+from gateway.messages import Lang, pick_lang
+from gateway.store.audit import audit
 from gateway.store.models import Alert, Entry
 from gateway.store.queries import (
+    MAX_OFFSET,
     AlertFilter,
     AuditFilter,
     EntryFilter,
+    count_audit,
+    count_entries,
     count_entries_per_hour,
-    csv_lines,
+    iter_audit,
     iter_entries,
     search_alerts,
     search_audit,
     search_entries,
 )
+from gateway.store.queries import Page as QueryPage
 
-log = logging.getLogger(__name__)
 router = APIRouter()
 READERS = require("admin", "police")
 ACKERS = require("admin", "police", "operator")
 AUDITOR = require("auditor")
 Limit = Annotated[int, Query(ge=1, le=500)]
 Cursor = Annotated[str | None, Query(max_length=200)]
+Offset = Annotated[int | None, Query(ge=0, le=MAX_OFFSET, description="Skip this many matches (page numbers); "
+                                                                        "not with cursor")]  # fmt: skip
+WithTotal = Annotated[bool, Query(description="Also count every match (total), stopping at 100,000 (total_capped)")]
 Text = Annotated[str | None, Query(max_length=64)]
+LangParam = Annotated[Lang | None, Query(description="Language of headers and words; default from Accept-Language")]
 
 
 class Page(BaseModel):
     items: list[dict[str, Any]]
     next_cursor: str | None
+    total: int | None = Field(None, description="with_total: how many match (at most 100,000)")
+    total_capped: bool = Field(False, description="with_total: more than `total` match; the count stopped there")
+    hint: str | None = Field(None, description='"no_person": the person filter names nobody (empty page); '
+                                               '"many_people": it names more than 500, the first 500 are searched')
 
 
 class HourlyCounts(BaseModel):
@@ -87,19 +105,31 @@ def _entry_filter(
     tenant_id: Text = None,
     card_number: Annotated[int | None, Query(ge=0, le=0xFFFFFFFF)] = None,
     door: Text = None,
-    method: Literal["card", "face", "card_and_face", "remote", "exit_button"] | None = None,
-    decision: Literal["granted", "denied"] | None = None,
+    method: Method | None = None,
+    decision: Decision | None = None,
     reason: Text = None,
+    person: Annotated[str | None, Query(max_length=64, description="A tenant id, part of a name, or a permit "
+                                                                    "number or its beginning")] = None,
 ) -> EntryFilter:
     if since and until and _aware(since, "since") >= _aware(until, "until"):  # type: ignore[operator]
         raise ApiError(422, "invalid_request", "since must be before until")
     return EntryFilter(since=_aware(since, "since"), until=_aware(until, "until"), tenant_id=tenant_id,
                        card_number=card_number, door=door, method=method, decision=decision,
-                       reason=reason)  # fmt: skip
+                       reason=reason, person=person)  # fmt: skip
 
 
 def _as_dict(f: object) -> dict[str, Any]:
     return {k: getattr(f, k) for k in f.__dataclass_fields__}  # type: ignore[attr-defined]
+
+
+def _paging(cursor: str | None, offset: int | None) -> None:
+    if cursor is not None and offset is not None:
+        raise ApiError(422, "invalid_request", "give cursor or offset, not both")
+
+
+def _page(page: QueryPage) -> Page:
+    return Page(items=page.items, next_cursor=page.next_cursor, total=page.total, total_capped=page.total_capped,
+                hint=page.hint)  # fmt: skip
 
 
 @router.get("/entries", response_model=Page, tags=["entries"])
@@ -107,101 +137,60 @@ def entries(
     request: Request,
     f: EntryFilter = Depends(_entry_filter),
     cursor: Cursor = None,
+    offset: Offset = None,
     limit: Limit = 50,
+    with_total: WithTotal = False,
     caller: Caller = Depends(READERS),
 ) -> Page:
-    """Search the entry log, newest first; follow `next_cursor` for more."""
+    """Search the entry log, newest first; follow `next_cursor` for more, or ask for page numbers with
+    `offset`. Each item carries its tenant's `tenant_name` and `room` (null when no tenant, or deleted)."""
+    _paging(cursor, offset)
     with searching(request), _session(request) as s:
         try:
-            page = search_entries(s, f, cursor=cursor, limit=limit)
+            page = search_entries(s, f, cursor=cursor, limit=limit, offset=offset, with_total=with_total)
         except ValueError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-    _audit_read(request, caller, "entries.search", _as_dict(f) | {"cursor": cursor, "limit": limit}, len(page.items))
-    return Page(items=page.items, next_cursor=page.next_cursor)
+    shown = _as_dict(f) | {"cursor": cursor, "offset": offset, "limit": limit, "with_total": with_total or None}
+    _audit_read(request, caller, "entries.search", shown, len(page.items))
+    return _page(page)
+
+
+def _export_details(caller: Caller, filters: dict[str, Any], fmt: str, lang: str) -> dict[str, Any]:
+    return {"filters": _shown(filters), "address": caller.address, "format": fmt, "lang": lang}
+
+
+def _wording(request: Request, lang: str | None) -> Wording:
+    return Wording.of(request, pick_lang(lang, request.headers.get("accept-language")))
+
+
+def _entries_export(request: Request, caller: Caller, f: EntryFilter, fmt: str, lang: str | None) -> Export:
+    wording = _wording(request, lang)
+    return Export("entries.export", _export_details(caller, _as_dict(f), fmt, wording.lang), "entries",
+                  ENTRY_COLUMNS, wording, lambda s: (wording.entry(item) for item in iter_entries(s, f)),
+                  lambda s, cap: count_entries(s, f, cap=cap))  # fmt: skip
 
 
 @router.get("/entries.csv", tags=["entries"], response_class=StreamingResponse)
-def entries_csv(request: Request, f: EntryFilter = Depends(_entry_filter), caller: Caller = Depends(READERS)):  # noqa: ANN201
-    """Every matching entry as CSV, streamed (no size limit; the export itself is audited).
+def entries_csv(
+    request: Request, f: EntryFilter = Depends(_entry_filter), lang: LangParam = None, caller: Caller = Depends(READERS)
+) -> StreamingResponse:
+    """Every matching entry as CSV for a spreadsheet, streamed (no size limit; the export itself is audited):
+    UTF-8 with a BOM, CRLF, headers, methods, decisions and reasons in `lang` (default: Accept-Language),
+    times local to the gateway (its zone in the time column's header).
 
     At most `api.max_exports` run at once; another waits a few seconds, then gets 429 `busy`.
     """
-    slot = slots(request, "export")
-    slot.take()
-    body = _export(request, caller, f, slot)
-    try:
-        next(body)  # up to the priming yield: filter checked, audit row written, nothing sent yet
-    except ValueError as exc:
-        raise ApiError(422, "invalid_request", str(exc)) from None
-    name = f"entries-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.csv"
-    return _ClosingStream(body, media_type="text/csv; charset=utf-8",
-                          headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+    return csv_response(request, caller, _entries_export(request, caller, f, "csv", lang))
 
 
-class _ClosingStream(StreamingResponse):
-    """Closes its generator as soon as the response ends, however it ends.
-
-    Starlette only abandons a sync generator when the client goes away; it is
-    closed whenever the garbage collector gets to it (a cycle through the
-    cancellation can keep it for minutes), and with it the export slot and
-    the audit row's count.
-    """
-
-    def __init__(self, body: Generator[bytes, None, None], **kwargs: Any) -> None:
-        super().__init__(body, **kwargs)
-        self._source = body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):  # also when the server cancels us on shutdown
-                await anyio.to_thread.run_sync(self._source.close)
-
-
-def _export(request: Request, caller: Caller, f: EntryFilter, slot: Slots) -> Generator[bytes, None, None]:
-    """The CSV stream. Owns the export slot and the audit row from its first step.
-
-    The row is written before the first byte (rows null, state "started") and
-    completed in `finally` with the rows sent so far and state "completed" or
-    "aborted": when the stream ends, when the client goes away (_ClosingStream
-    closes the generator), and when the response is never sent at all (the
-    garbage collector closes it).
-    """
-    row_id: int | None = None
-    sent, completed = 0, False
-    try:
-        # Its own connection: Starlette may run each step of this generator on another thread.
-        with Session(request.app.state.ctx.reader_engine) as s:
-            lines = csv_lines(iter_entries(s, f))  # iter_entries checks the filter now (ValueError)
-            shown = _shown(_as_dict(f))
-            with _session(request) as w, w.begin():
-                row_id = start_row(w, caller.name, "entries.export",
-                                   {"filters": shown, "address": caller.address, "state": "started"},
-                                   route=request.url.path)  # fmt: skip
-            yield b""  # the priming step ends here; the route never sends this
-            buffer, rows = [next(lines)], 0  # the header line, then `rows` records
-            for line in lines:
-                buffer.append(line)
-                rows += 1
-                if len(buffer) >= 2000:
-                    yield "".join(buffer).encode()
-                    sent += rows  # counted once the server has taken the chunk
-                    buffer, rows = [], 0
-            if buffer:
-                yield "".join(buffer).encode()
-            sent += rows
-        completed = True
-    finally:
-        try:
-            if row_id is not None:
-                outcome = {"state": "completed" if completed else "aborted", "completed": completed}
-                with _session(request) as w, w.begin():
-                    complete_row(w, row_id, sent, outcome)
-        except Exception:  # the slot must come back even if the database is unhappy
-            log.exception("could not complete audit row %s of a CSV export", row_id)
-        finally:
-            slot.release()
+@router.get("/entries.xlsx", tags=["entries"], response_class=StreamingResponse,
+            responses={200: {"content": {XLSX_TYPE: {}}, "description": "an Excel workbook"}})  # fmt: skip
+def entries_xlsx(
+    request: Request, f: EntryFilter = Depends(_entry_filter), lang: LangParam = None, caller: Caller = Depends(READERS)
+) -> StreamingResponse:
+    """The same as entries.csv, as an Excel workbook (times are Excel times); at most 1,000,000 rows
+    (422 `too_many_rows` beyond)."""
+    return xlsx_response(request, caller, _entries_export(request, caller, f, "xlsx", lang))
 
 
 @router.get("/entries/per-hour", response_model=HourlyCounts, tags=["entries"])
@@ -242,24 +231,28 @@ def alerts(
     since: datetime | None = None,
     until: datetime | None = None,
     kind: Text = None,
-    state: Literal["raised", "cleared"] | None = None,
+    state: AlertState | None = None,
     door: Text = None,
     camera: Text = None,
     tenant_id: Text = None,
     acknowledged: bool | None = None,
     cursor: Cursor = None,
+    offset: Offset = None,
     limit: Limit = 50,
+    with_total: WithTotal = False,
     caller: Caller = Depends(READERS),
 ) -> Page:
+    _paging(cursor, offset)
     f = AlertFilter(since=_aware(since, "since"), until=_aware(until, "until"), kind=kind, state=state, door=door,
                     camera=camera, tenant_id=tenant_id, acknowledged=acknowledged)  # fmt: skip
     with searching(request), _session(request) as s:
         try:
-            page = search_alerts(s, f, cursor=cursor, limit=limit)
+            page = search_alerts(s, f, cursor=cursor, limit=limit, offset=offset, with_total=with_total)
         except ValueError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-    _audit_read(request, caller, "alerts.search", _as_dict(f) | {"cursor": cursor, "limit": limit}, len(page.items))
-    return Page(items=page.items, next_cursor=page.next_cursor)
+    shown = _as_dict(f) | {"cursor": cursor, "offset": offset, "limit": limit, "with_total": with_total or None}
+    _audit_read(request, caller, "alerts.search", shown, len(page.items))
+    return _page(page)
 
 
 @router.post("/alerts/{alert_id}/ack", tags=["alerts"])
@@ -280,22 +273,51 @@ def alert_snapshot(alert_id: str, request: Request, caller: Caller = Depends(REA
     return _snapshot(request, caller, Alert, alert_id, "alerts")
 
 
+def _audit_filter(
+    since: datetime | None = None, until: datetime | None = None, actor: Text = None, action: Text = None
+) -> AuditFilter:
+    return AuditFilter(since=_aware(since, "since"), until=_aware(until, "until"), actor=actor, action=action)
+
+
 @router.get("/audit", response_model=Page, tags=["audit"])
 def audit_log(
     request: Request,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    actor: Text = None,
-    action: Text = None,
+    f: AuditFilter = Depends(_audit_filter),
     cursor: Cursor = None,
+    offset: Offset = None,
     limit: Limit = 50,
+    with_total: WithTotal = False,
     caller: Caller = Depends(AUDITOR),
 ) -> Page:
     """The audit log, newest first. Read-only: no route changes or deletes a row."""
-    f = AuditFilter(since=_aware(since, "since"), until=_aware(until, "until"), actor=actor, action=action)
+    _paging(cursor, offset)
     with searching(request), _session(request) as s:
         try:
-            page = search_audit(s, f, cursor=cursor, limit=limit)
+            page = search_audit(s, f, cursor=cursor, limit=limit, offset=offset, with_total=with_total)
         except ValueError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-    return Page(items=page.items, next_cursor=page.next_cursor)
+    return _page(page)
+
+
+def _audit_export(request: Request, caller: Caller, f: AuditFilter, fmt: str, lang: str | None) -> Export:
+    wording = _wording(request, lang)
+    return Export("audit.export", _export_details(caller, _as_dict(f), fmt, wording.lang), "audit", AUDIT_COLUMNS,
+                  wording, lambda s: (wording.audit(item) for item in iter_audit(s, f)),
+                  lambda s, cap: count_audit(s, f, cap=cap))  # fmt: skip
+
+
+@router.get("/audit.csv", tags=["audit"], response_class=StreamingResponse)
+def audit_csv(
+    request: Request, f: AuditFilter = Depends(_audit_filter), lang: LangParam = None, caller: Caller = Depends(AUDITOR)
+) -> StreamingResponse:
+    """The matching audit rows as CSV for a spreadsheet (as entries.csv: words, local times); audited."""
+    return csv_response(request, caller, _audit_export(request, caller, f, "csv", lang))
+
+
+@router.get("/audit.xlsx", tags=["audit"], response_class=StreamingResponse,
+            responses={200: {"content": {XLSX_TYPE: {}}, "description": "an Excel workbook"}})  # fmt: skip
+def audit_xlsx(
+    request: Request, f: AuditFilter = Depends(_audit_filter), lang: LangParam = None, caller: Caller = Depends(AUDITOR)
+) -> StreamingResponse:
+    """The matching audit rows as an Excel workbook; at most 1,000,000 rows; audited."""
+    return xlsx_response(request, caller, _audit_export(request, caller, f, "xlsx", lang))

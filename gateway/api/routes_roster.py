@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 from sqlalchemy import func, or_, select
@@ -11,7 +11,17 @@ from sqlalchemy.orm import Session
 from gateway.api.auth import Caller, require
 from gateway.api.errors import ApiError
 from gateway.api.limits import searching
-from gateway.api.schemas import CardIn, FacesOut, PhotoVerdictOut, TenantIn, TenantList, TenantOut, TenantPatch
+from gateway.api.schemas import (
+    CardIn,
+    FacesOut,
+    PhotoVerdictOut,
+    ReasonIn,
+    TenantIn,
+    TenantList,
+    TenantOut,
+    TenantPatch,
+    TenantStatus,
+)
 from gateway.enrolment import MAX_PHOTOS, enrol_faces
 from gateway.store.audit import audit
 from gateway.store.models import Card, FaceTemplate, Tenant
@@ -80,7 +90,8 @@ def create_tenant(body: TenantIn, request: Request, caller: Caller = Depends(ADM
 @router.get("/tenants", response_model=TenantList)
 def list_tenants(
     request: Request,
-    status: Literal["active", "suspended", "revoked"] | None = None,
+    status: TenantStatus | None = None,
+    watchlist: Annotated[bool | None, Query(description="true: only tenants on the watch list")] = None,
     q: Annotated[str | None, Query(max_length=100, description="Part of id, name, permit number or room")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -89,6 +100,8 @@ def list_tenants(
     query = select(Tenant)
     if status is not None:
         query = query.where(Tenant.status == status)
+    if watchlist is not None:
+        query = query.where(Tenant.watchlist.is_(watchlist))
     if q:
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
@@ -98,7 +111,7 @@ def list_tenants(
         total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
         rows = s.scalars(query.order_by(Tenant.id).limit(limit).offset(offset)).all()
         found = TenantList(items=[tenant_out(s, t) for t in rows], total=total)
-    filters = {"status": status, "q": q, "limit": limit, "offset": offset}
+    filters = {"status": status, "watchlist": watchlist, "q": q, "limit": limit, "offset": offset}
     _audit_police(request, caller, "tenants.search", filters, len(found.items))
     return found
 
@@ -154,13 +167,17 @@ def update_tenant(tenant_id: str, body: TenantPatch, request: Request, caller: C
 
 def _status_route(action: str, status: str) -> None:
     @router.post(f"/tenants/{{tenant_id}}/{action}", response_model=TenantOut, name=f"{action}_tenant")
-    def change(tenant_id: str, request: Request, caller: Caller = Depends(ADMIN)) -> TenantOut:
+    def change(
+        tenant_id: str, request: Request, body: ReasonIn | None = None, caller: Caller = Depends(ADMIN)
+    ) -> TenantOut:
+        """The body (`{"reason": "…"}`, at most 200 characters) is optional; the reason is audited."""
+        details = {"tenant_id": tenant_id} | ({"reason": body.reason} if body is not None and body.reason else {})
         with session_of(request) as s, s.begin():
             try:
                 t = set_status(s, tenant_id, status)
             except RosterError as exc:
                 raise _roster_error(exc) from None
-            audit(s, caller.name, f"tenant.{action}", {"tenant_id": tenant_id}, route=f"POST /tenants/{{id}}/{action}")
+            audit(s, caller.name, f"tenant.{action}", details, route=f"POST /tenants/{{id}}/{action}")
             send_up(s, request, tenant_id, f"tenant.{action}", caller)
             return tenant_out(s, t)
 
@@ -222,8 +239,16 @@ def unbind_card(number: int, request: Request, caller: Caller = Depends(ADMIN)) 
     responses={422: {"description": "a photo failed: every verdict, nothing stored"}},
 )
 async def upload_faces(
-    tenant_id: str, request: Request, photos: list[UploadFile] = File(...), caller: Caller = Depends(ADMIN)
+    tenant_id: str,
+    request: Request,
+    photos: list[UploadFile] = File(...),
+    replace: Annotated[bool, Query(description="true: these photos replace the tenant's templates")] = False,
+    caller: Caller = Depends(ADMIN),
 ) -> FacesOut:
+    """Add face templates from 1 to 5 photos; with `replace=true` they replace the tenant's others.
+
+    Every photo must pass, or nothing changes; a replacement is one transaction and one roster event.
+    """
     if not 1 <= len(photos) <= MAX_PHOTOS:
         raise ApiError(422, "invalid_request", f"give 1 to {MAX_PHOTOS} photos, not {len(photos)}")
     with session_of(request) as s:
@@ -243,8 +268,11 @@ async def upload_faces(
         raise ApiError(422, "photo_rejected", "every photo must pass; nothing was stored",
                        {"verdicts": [v.model_dump() for v in verdicts]})  # fmt: skip
     with session_of(request) as s, s.begin():
-        stored = enrol_faces(s, tenant_id, results, caller.name)
-        send_up(s, request, tenant_id, "face.enrol", caller)
+        try:
+            stored = enrol_faces(s, tenant_id, results, caller.name, replace=replace)
+        except RosterError as exc:  # deleted while its photos were checked
+            raise _roster_error(exc) from None
+        send_up(s, request, tenant_id, "face.replace" if replace else "face.enrol", caller)
     return FacesOut(stored=stored, verdicts=verdicts)
 
 

@@ -15,6 +15,13 @@ Plain = Annotated[str, AfterValidator(lambda v: check_text(v, "text"))]
 # Permit dates: years 1900 to 2200 (gateway.inputs.PERMIT_YEARS).
 PermitDate = Annotated[date, AfterValidator(lambda v: check_permit_date(v, "date"))]
 
+# Closed sets the API answers with; the message catalogues (gateway.messages) have a word for each.
+Role = Literal["admin", "police", "auditor", "operator"]
+Method = Literal["card", "face", "card_and_face", "remote", "exit_button"]
+Decision = Literal["granted", "denied"]
+TenantStatus = Literal["active", "suspended", "revoked"]
+AlertState = Literal["raised", "cleared"]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -44,7 +51,7 @@ class TenantOut(BaseModel):
     valid_from: date | None
     valid_to: date
     room: str | None
-    status: Literal["active", "suspended", "revoked"]
+    status: TenantStatus
     watchlist: bool
     cards: list[int]
     face_templates: int
@@ -75,7 +82,7 @@ class FacesOut(BaseModel):
 
 class UserIn(Strict):
     name: Plain = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    role: Literal["admin", "police", "auditor", "operator"]
+    role: Role
 
 
 class UserOut(BaseModel):
@@ -95,6 +102,14 @@ class TokenOut(BaseModel):
 class Me(BaseModel):
     name: str
     role: str
+    timezone: str = Field(description="The gateway's IANA time zone: permit dates and local times are in it")
+    gateway_id: str
+
+
+class ReasonIn(Strict):
+    """Why an administrator or operator did this; kept in the audit log."""
+
+    reason: Plain | None = Field(None, max_length=200)
 
 
 class DoorOut(BaseModel):

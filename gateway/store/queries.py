@@ -20,7 +20,13 @@ would sort the whole matching time range again, and an export would cost O(n²).
 frame's time committed after a card entry, a clock step) this order is still
 total and exact. A cursor is opaque to clients: urlsafe base64 of
 `"<kind>:<seq>:<ts>"` of the last item returned, so it stays valid when that row
-is pruned by retention.
+is pruned by retention. `offset` (page numbers on the web page) is the other way
+to page: it costs what it skips, hence MAX_OFFSET; `with_total` counts the
+matches, stopping at TOTAL_CAP.
+
+People: an entry item carries its tenant's `tenant_name` and `room` (one batched
+lookup per page or export batch; null when the tenant is gone). A `person` filter
+is resolved first to at most MAX_PERSON_IDS tenant ids (person_tenant_ids).
 """
 
 from __future__ import annotations
@@ -30,17 +36,22 @@ import binascii
 import csv
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from gateway.store.people import MAX_PERSON_IDS, add_names, person_tenant_ids
+
 __all__ = [
     "CSV_COLUMNS",
     "MAX_LIMIT",
+    "MAX_OFFSET",
+    "MAX_PERSON_IDS",
+    "TOTAL_CAP",
     "AlertFilter",
     "AlertPage",
     "AuditFilter",
@@ -48,10 +59,15 @@ __all__ = [
     "EntryFilter",
     "EntryPage",
     "Page",
+    "count_audit",
+    "count_entries",
     "count_entries_per_hour",
     "csv_lines",
     "explain_entries",
+    "iter_audit",
     "iter_entries",
+    "person_tenant_ids",
+    "safe_cell",
     "search_alerts",
     "search_audit",
     "search_entries",
@@ -59,6 +75,8 @@ __all__ = [
 
 MAX_LIMIT = 1000  # largest page; exports go through iter_entries
 MAX_BATCH = 100_000
+MAX_OFFSET = 100_000  # deepest page by number; deeper than that, follow cursors
+TOTAL_CAP = 100_000  # with_total stops counting here (a count costs what it counts)
 _MAX_CURSOR_CHARS = 200
 _INT64_MAX = (1 << 63) - 1
 _INT64_MIN = -(1 << 63)
@@ -71,7 +89,10 @@ Db = Session | Connection
 
 @dataclass(frozen=True)
 class EntryFilter:
-    """Exact matches on the entry log; `since`/`until` are aware datetimes, half-open [since, until)."""
+    """Exact matches on the entry log; `since`/`until` are aware datetimes, half-open [since, until).
+
+    `person`: entries of the tenants person_tenant_ids finds for this text (id, part of the name, permit).
+    """
 
     since: datetime | None = None
     until: datetime | None = None
@@ -81,6 +102,7 @@ class EntryFilter:
     method: str | None = None
     decision: str | None = None
     reason: str | None = None
+    person: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +133,9 @@ class Page:
 
     items: list[dict[str, Any]]
     next_cursor: str | None  # None: this was the last page
+    total: int | None = None  # with_total: every match, up to TOTAL_CAP
+    total_capped: bool = False  # the count stopped at TOTAL_CAP
+    hint: str | None = None  # "no_person": the person filter found nobody; "many_people": more than MAX_PERSON_IDS
 
 
 # One shape serves all three; the names say what a function returns.
@@ -264,7 +289,8 @@ _ALERTS = _Table(
 _AUDIT = _Table("audit_log", "u", "id", ("id", "ts", "actor", "action", "route", "details", "rows"))
 
 
-def _entry_conditions(f: EntryFilter) -> tuple[list[str], list[Any]]:
+def _entry_conditions(f: EntryFilter, tenant_ids: Sequence[str] | None = None) -> tuple[list[str], list[Any]]:
+    """WHERE clauses of `f`; `tenant_ids` is what its `person` resolved to (_person)."""
     clauses: list[str] = []
     params: list[Any] = []
     for column in ("tenant_id", "door", "method", "decision", "reason"):
@@ -275,7 +301,27 @@ def _entry_conditions(f: EntryFilter) -> tuple[list[str], list[Any]]:
     if f.card_number is not None:
         clauses.append("card_number = ?")
         params.append(_int64(f.card_number, "card_number"))
+    if tenant_ids is not None:  # SQLite takes an empty IN (): it matches nothing
+        clauses.append(f"tenant_id IN ({', '.join('?' * len(tenant_ids))})")
+        params += tenant_ids
     return clauses, params
+
+
+def _person(conn: Connection, f: EntryFilter) -> tuple[list[str] | None, str | None]:
+    """(tenant ids, hint) of `f.person`: (None, None) without one; a blank one is no filter."""
+    if f.person is None or not _text(f.person, "person").strip():
+        return None, None
+    ids = person_tenant_ids(conn, f.person.strip(), MAX_PERSON_IDS + 1)
+    if not ids:
+        return [], "no_person"
+    if len(ids) > MAX_PERSON_IDS:
+        return ids[:MAX_PERSON_IDS], "many_people"
+    return ids, None
+
+
+def _entry_where(conn: Connection, f: EntryFilter) -> tuple[tuple[list[str], list[Any]], str | None]:
+    ids, hint = _person(conn, f)
+    return _entry_conditions(f, ids), hint
 
 
 def _alert_conditions(f: AlertFilter) -> tuple[list[str], list[Any]]:
@@ -304,15 +350,14 @@ def _audit_conditions(f: AuditFilter) -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
-def _page_sql(
+def _where(
     table: _Table,
     conditions: tuple[list[str], list[Any]],
     since: datetime | None,
     until: datetime | None,
     after: _Position | None,
-    limit: int,
-) -> tuple[str, tuple[Any, ...]]:
-    """SELECT of the `limit` newest rows matching, strictly older than `after`."""
+) -> tuple[str, list[Any]]:
+    """The WHERE of rows matching, strictly older than `after`."""
     clauses, params = conditions
     clauses, params = list(clauses), list(params)
     lo = None if since is None else _sql_time(since, "since")
@@ -329,9 +374,25 @@ def _page_sql(
     elif hi is not None:  # a cursor at or past `until` is no tighter than `until` itself
         clauses.append("ts < ?")
         params.append(hi)
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def _page_sql(
+    table: _Table,
+    conditions: tuple[list[str], list[Any]],
+    since: datetime | None,
+    until: datetime | None,
+    after: _Position | None,
+    limit: int,
+    offset: int = 0,
+) -> tuple[str, tuple[Any, ...]]:
+    """SELECT of the `limit` newest rows matching, strictly older than `after`, `offset` skipped."""
+    where, params = _where(table, conditions, since, until, after)
     sql = f"SELECT {', '.join(table.columns)} FROM {table.name}{where} ORDER BY ts DESC, {table.key} DESC LIMIT ?"
     params.append(limit)
+    if offset:
+        sql += " OFFSET ?"
+        params.append(offset)
     return sql, tuple(params)
 
 
@@ -343,9 +404,24 @@ def _fetch(
     until: datetime | None,
     after: _Position | None,
     limit: int,
+    offset: int = 0,
 ) -> Sequence[Any]:
-    sql, params = _page_sql(table, conditions, since, until, after, limit)
+    sql, params = _page_sql(table, conditions, since, until, after, limit, offset)
     return conn.exec_driver_sql(sql, params).fetchall()
+
+
+def _count(
+    conn: Connection,
+    table: _Table,
+    conditions: tuple[list[str], list[Any]],
+    since: datetime | None,
+    until: datetime | None,
+    cap: int,
+) -> int:
+    """How many rows match, counting no further than cap + 1 (so a caller can tell "more than cap")."""
+    where, params = _where(table, conditions, since, until, None)
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM {table.name}{where} LIMIT ?)"
+    return int(conn.exec_driver_sql(sql, (*params, cap + 1)).scalar() or 0)
 
 
 def _rfc3339(ts: str | None) -> str | None:
@@ -412,81 +488,160 @@ def _audit_item(r: Sequence[Any]) -> dict[str, Any]:
 
 
 def _search(
-    db: Db,
+    conn: Connection,
     table: _Table,
     conditions: tuple[list[str], list[Any]],
     since: datetime | None,
     until: datetime | None,
-    cursor: str | None,
-    limit: int,
-) -> tuple[list[Sequence[Any]], str | None]:
-    limit = _check_size(limit, "limit", MAX_LIMIT)
-    after = None if cursor is None else _decode_cursor(table.tag, cursor)
-    rows = list(_fetch(_connection(db), table, conditions, since, until, after, limit + 1))
+    paging: _Paging,
+    item: Callable[[Sequence[Any]], dict[str, Any]],
+) -> Page:
+    """One page of items made by `item` and, when asked, the total (capped)."""
+    limit = _check_size(paging.limit, "limit", MAX_LIMIT)
+    if paging.cursor is not None and paging.offset is not None:
+        raise ValueError("give a cursor or an offset, not both")
+    offset = 0 if paging.offset is None else _check_offset(paging.offset)
+    after = None if paging.cursor is None else _decode_cursor(table.tag, paging.cursor)
+    rows = list(_fetch(conn, table, conditions, since, until, after, limit + 1, offset))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
         next_cursor = _encode_cursor(table.tag, _Position(last[table.ts_index], last[table.key_index]))
-    return rows, next_cursor
+    if not paging.with_total:
+        return Page([item(r) for r in rows], next_cursor)
+    total = _count(conn, table, conditions, since, until, TOTAL_CAP)
+    return Page([item(r) for r in rows], next_cursor, min(total, TOTAL_CAP), total > TOTAL_CAP)
+
+
+@dataclass(frozen=True, slots=True)
+class _Paging:
+    cursor: str | None
+    offset: int | None
+    limit: int
+    with_total: bool
+
+
+def _check_offset(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_OFFSET:
+        raise ValueError(f"offset must be an integer from 0 to {MAX_OFFSET}")
+    return value
 
 
 # --- public searches ----------------------------------------------------------------
 
 
-def search_entries(db: Db, f: EntryFilter, *, cursor: str | None = None, limit: int = 50) -> EntryPage:
+def search_entries(
+    db: Db,
+    f: EntryFilter,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+    offset: int | None = None,
+    with_total: bool = False,
+) -> EntryPage:
     """One page of entries, newest first; `next_cursor` continues after its last item.
 
-    Raises ValueError for a malformed cursor, a naive or inverted time range, a
-    limit outside 1…MAX_LIMIT, or a filter value of the wrong type.
+    Page by `cursor` or by `offset`, not both. `with_total` also counts every match (up to
+    TOTAL_CAP). Raises ValueError for a malformed cursor, a naive or inverted time range, a limit
+    outside 1…MAX_LIMIT, an offset outside 0…MAX_OFFSET, or a filter value of the wrong type.
     """
-    rows, next_cursor = _search(db, _ENTRIES, _entry_conditions(f), f.since, f.until, cursor, limit)
-    return EntryPage([_entry_item(r) for r in rows], next_cursor)
+    conn = _connection(db)
+    conditions, hint = _entry_where(conn, f)
+    paging = _Paging(cursor, offset, limit, with_total)
+    page = _search(conn, _ENTRIES, conditions, f.since, f.until, paging, _entry_item)
+    return replace(page, items=add_names(conn, page.items), hint=hint)
+
+
+def count_entries(db: Db, f: EntryFilter, *, cap: int = TOTAL_CAP) -> int:
+    """How many entries match, counting at most cap + 1 (a result above `cap` means "more")."""
+    conn = _connection(db)
+    conditions, _ = _entry_where(conn, f)
+    return _count(conn, _ENTRIES, conditions, f.since, f.until, cap)
 
 
 def iter_entries(db: Db, f: EntryFilter, *, batch: int = 5000) -> Iterator[dict[str, Any]]:
-    """Every matching entry, newest first, read `batch` rows at a time (constant memory).
+    """Every matching entry, newest first, read `batch` rows at a time (constant memory), each item
+    with its tenant's name and room.
 
     Consume it on one thread; the caller's transaction stays open until it ends.
     """
     batch = _check_size(batch, "batch", MAX_BATCH)
-    conditions = _entry_conditions(f)  # validated before the first row is asked for
+    conn = _connection(db)
+    conditions, _ = _entry_where(conn, f)  # validated before the first row is asked for
     _page_sql(_ENTRIES, conditions, f.since, f.until, None, batch)
-    return _iter_entries(_connection(db), conditions, f, batch)
+    return (item for rows in _batches(conn, _ENTRIES, conditions, f.since, f.until, batch)
+            for item in add_names(conn, [_entry_item(r) for r in rows]))  # fmt: skip
 
 
-def _iter_entries(
-    conn: Connection, conditions: tuple[list[str], list[Any]], f: EntryFilter, batch: int
-) -> Iterator[dict[str, Any]]:
+def iter_audit(db: Db, f: AuditFilter, *, batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """Every matching audit row, newest first, `batch` rows at a time (as iter_entries)."""
+    batch = _check_size(batch, "batch", MAX_BATCH)
+    conn = _connection(db)
+    conditions = _audit_conditions(f)
+    _page_sql(_AUDIT, conditions, f.since, f.until, None, batch)
+    return (_audit_item(r) for rows in _batches(conn, _AUDIT, conditions, f.since, f.until, batch) for r in rows)
+
+
+def count_audit(db: Db, f: AuditFilter, *, cap: int = TOTAL_CAP) -> int:
+    """How many audit rows match, counting at most cap + 1."""
+    return _count(_connection(db), _AUDIT, _audit_conditions(f), f.since, f.until, cap)
+
+
+def _batches(
+    conn: Connection,
+    table: _Table,
+    conditions: tuple[list[str], list[Any]],
+    since: datetime | None,
+    until: datetime | None,
+    batch: int,
+) -> Iterator[Sequence[Any]]:
     after: _Position | None = None
-    ts, seq = _ENTRIES.ts_index, _ENTRIES.key_index
     while True:
-        rows = _fetch(conn, _ENTRIES, conditions, f.since, f.until, after, batch)
-        for r in rows:
-            yield _entry_item(r)
+        rows = _fetch(conn, table, conditions, since, until, after, batch)
+        if rows:
+            yield rows
         if len(rows) < batch:
             return
-        after = _Position(rows[-1][ts], rows[-1][seq])
+        after = _Position(rows[-1][table.ts_index], rows[-1][table.key_index])
 
 
-def search_alerts(db: Db, f: AlertFilter, *, cursor: str | None = None, limit: int = 50) -> AlertPage:
+def search_alerts(
+    db: Db,
+    f: AlertFilter,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+    offset: int | None = None,
+    with_total: bool = False,
+) -> AlertPage:
     """One page of alerts, newest first (same rules as search_entries)."""
-    rows, next_cursor = _search(db, _ALERTS, _alert_conditions(f), f.since, f.until, cursor, limit)
-    return AlertPage([_alert_item(r) for r in rows], next_cursor)
+    paging = _Paging(cursor, offset, limit, with_total)
+    return _search(_connection(db), _ALERTS, _alert_conditions(f), f.since, f.until, paging, _alert_item)
 
 
-def search_audit(db: Db, f: AuditFilter, *, cursor: str | None = None, limit: int = 50) -> AuditPage:
+def search_audit(
+    db: Db,
+    f: AuditFilter,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+    offset: int | None = None,
+    with_total: bool = False,
+) -> AuditPage:
     """One page of the audit log, newest first (same rules as search_entries)."""
-    rows, next_cursor = _search(db, _AUDIT, _audit_conditions(f), f.since, f.until, cursor, limit)
-    return AuditPage([_audit_item(r) for r in rows], next_cursor)
+    paging = _Paging(cursor, offset, limit, with_total)
+    return _search(_connection(db), _AUDIT, _audit_conditions(f), f.since, f.until, paging, _audit_item)
 
 
 def explain_entries(db: Db, f: EntryFilter, *, cursor: str | None = None, limit: int = 50) -> list[str]:
     """SQLite's EXPLAIN QUERY PLAN of the page query search_entries would run (diagnostics, tests)."""
     limit = _check_size(limit, "limit", MAX_LIMIT)
     after = None if cursor is None else _decode_cursor("e", cursor)
-    sql, params = _page_sql(_ENTRIES, _entry_conditions(f), f.since, f.until, after, limit + 1)
-    return [str(r[-1]) for r in _connection(db).exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
+    conn = _connection(db)
+    conditions, _ = _entry_where(conn, f)
+    sql, params = _page_sql(_ENTRIES, conditions, f.since, f.until, after, limit + 1)
+    return [str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
 
 
 # --- CSV ----------------------------------------------------------------------------
@@ -525,7 +680,8 @@ class _LastLine:
         return len(s)
 
 
-def _cell(value: Any) -> Any:
+def safe_cell(value: Any) -> Any:
+    """A value as a spreadsheet cell: None empty, text that starts like a formula behind an apostrophe."""
     if value is None:
         return ""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
@@ -544,7 +700,7 @@ def csv_lines(rows: Iterable[dict[str, Any]], columns: Sequence[str] = CSV_COLUM
     writer.writerow(columns)
     yield out.line
     for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
+        writer.writerow([safe_cell(row.get(c)) for c in columns])
         yield out.line
 
 

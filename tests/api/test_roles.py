@@ -34,6 +34,7 @@ ROUTES: list[tuple[str, str, object, object]] = [
     ("DELETE", f"{T}/tenants/ghost/watchlist", None, {"police"}),
     ("GET", f"{T}/entries", None, {"admin", "police"}),
     ("GET", f"{T}/entries.csv", None, {"admin", "police"}),
+    ("GET", f"{T}/entries.xlsx", None, {"admin", "police"}),
     ("GET", f"{T}/entries/per-hour?day=2026-11-23", None, {"admin", "police"}),
     ("GET", f"{T}/entries/01ARZ3NDEKTSV4RRFFQ69G5FAV/snapshot", None, {"admin", "police"}),
     ("GET", f"{T}/alerts", None, {"admin", "police"}),
@@ -47,6 +48,8 @@ ROUTES: list[tuple[str, str, object, object]] = [
     ("DELETE", f"{T}/users/ghost", None, {"admin"}),
     ("POST", f"{T}/users/ghost/rotate", None, {"admin"}),
     ("GET", f"{T}/audit", None, {"auditor"}),
+    ("GET", f"{T}/audit.csv", None, {"auditor"}),
+    ("GET", f"{T}/audit.xlsx", None, {"auditor"}),
     ("GET", "/metrics", None, {"admin", "auditor", "operator"}),
 ]
 

@@ -159,7 +159,7 @@ def test_police_find_a_person_s_entries_by_name_and_export_them(
     assert {r[table[0].index("姓名")] for r in table[1:]} == {name} and len(table) == 3, table
     with page.expect_download() as got:
         page.click("[data-testid=entries-export-xlsx]")
-    sheet = openpyxl.load_workbook(got.value.path(), read_only=True).active
+    sheet = openpyxl.load_workbook(io.BytesIO(Path(got.value.path()).read_bytes()), read_only=True).active
     values = [list(r) for r in sheet.iter_rows(values_only=True)]
     assert len(values) == 3 and any(name in r for r in values[1:]), values
 

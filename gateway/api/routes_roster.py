@@ -165,13 +165,18 @@ def update_tenant(tenant_id: str, body: TenantPatch, request: Request, caller: C
         return tenant_out(s, t)
 
 
+def _with_reason(details: dict[str, object], body: ReasonIn | None) -> dict[str, object]:
+    """Audit details plus the caller's reason, when one was given (`{"reason": "…"}`, optional)."""
+    return details | ({"reason": body.reason} if body is not None and body.reason else {})
+
+
 def _status_route(action: str, status: str) -> None:
     @router.post(f"/tenants/{{tenant_id}}/{action}", response_model=TenantOut, name=f"{action}_tenant")
     def change(
         tenant_id: str, request: Request, body: ReasonIn | None = None, caller: Caller = Depends(ADMIN)
     ) -> TenantOut:
         """The body (`{"reason": "…"}`, at most 200 characters) is optional; the reason is audited."""
-        details = {"tenant_id": tenant_id} | ({"reason": body.reason} if body is not None and body.reason else {})
+        details = _with_reason({"tenant_id": tenant_id}, body)
         with session_of(request) as s, s.begin():
             try:
                 t = set_status(s, tenant_id, status)
@@ -188,8 +193,10 @@ _status_route("activate", "active")
 
 
 @router.delete("/tenants/{tenant_id}", status_code=204, response_class=Response)
-def delete_tenant(tenant_id: str, request: Request, caller: Caller = Depends(ADMIN)) -> Response:
-    """Removes the tenant, their cards and face templates; their entries stay (evidence)."""
+def delete_tenant(
+    tenant_id: str, request: Request, body: ReasonIn | None = None, caller: Caller = Depends(ADMIN)
+) -> Response:
+    """Removes the tenant, their cards and face templates; their entries stay (evidence). Reason optional."""
     with session_of(request) as s, s.begin():
         try:
             t = get_tenant(s, tenant_id)
@@ -197,7 +204,8 @@ def delete_tenant(tenant_id: str, request: Request, caller: Caller = Depends(ADM
             raise _roster_error(exc) from None
         s.delete(t)
         mark_changed(s)
-        audit(s, caller.name, "tenant.delete", {"tenant_id": tenant_id}, route="DELETE /tenants/{id}")
+        details = _with_reason({"tenant_id": tenant_id}, body)
+        audit(s, caller.name, "tenant.delete", details, route="DELETE /tenants/{id}")
         send_up(s, request, tenant_id, "tenant.delete", caller)
     return Response(status_code=204)
 
@@ -289,23 +297,30 @@ def delete_faces(tenant_id: str, request: Request, caller: Caller = Depends(ADMI
     return Response(status_code=204)
 
 
-def _watch(tenant_id: str, request: Request, caller: Caller, on: bool) -> TenantOut:
+def _watch(tenant_id: str, request: Request, caller: Caller, on: bool, body: ReasonIn | None) -> TenantOut:
     with session_of(request) as s, s.begin():
         try:
             t = set_watchlist(s, tenant_id, on)
         except RosterError as exc:
             raise _roster_error(exc) from None
-        audit(s, caller.name, "watchlist.set" if on else "watchlist.clear", {"tenant_id": tenant_id},
+        details = _with_reason({"tenant_id": tenant_id}, body)
+        audit(s, caller.name, "watchlist.set" if on else "watchlist.clear", details,
               route=f"{'PUT' if on else 'DELETE'} /tenants/{{id}}/watchlist")  # fmt: skip
         send_up(s, request, tenant_id, "watchlist.set" if on else "watchlist.clear", caller)
         return tenant_out(s, t)
 
 
 @router.put("/tenants/{tenant_id}/watchlist", response_model=TenantOut, tags=["watch list"])
-def watch(tenant_id: str, request: Request, caller: Caller = Depends(POLICE)) -> TenantOut:
-    return _watch(tenant_id, request, caller, True)
+def watch(
+    tenant_id: str, request: Request, body: ReasonIn | None = None, caller: Caller = Depends(POLICE)
+) -> TenantOut:
+    """The body (`{"reason": "…"}`) is optional; the reason is audited."""
+    return _watch(tenant_id, request, caller, True, body)
 
 
 @router.delete("/tenants/{tenant_id}/watchlist", response_model=TenantOut, tags=["watch list"])
-def unwatch(tenant_id: str, request: Request, caller: Caller = Depends(POLICE)) -> TenantOut:
-    return _watch(tenant_id, request, caller, False)
+def unwatch(
+    tenant_id: str, request: Request, body: ReasonIn | None = None, caller: Caller = Depends(POLICE)
+) -> TenantOut:
+    """The body (`{"reason": "…"}`) is optional; the reason is audited."""
+    return _watch(tenant_id, request, caller, False, body)

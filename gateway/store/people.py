@@ -46,9 +46,31 @@ def names_and_rooms(conn: Connection, tenant_ids: Iterable[str | None]) -> dict[
     return found
 
 
+def _cards_by_low24(conn: Connection, tenant_ids: Iterable[str]) -> dict[tuple[str, int], int]:
+    """(tenant id, low 24 bits) -> the enrolled card number, for those tenants' cards."""
+    wanted = sorted(set(tenant_ids))
+    found: dict[tuple[str, int], int] = {}
+    for i in range(0, len(wanted), _CHUNK):
+        chunk = wanted[i : i + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for tid, number, low24 in conn.exec_driver_sql(
+            f"SELECT tenant_id, number, low24 FROM cards WHERE tenant_id IN ({marks})", tuple(chunk)
+        ):
+            found[(tid, low24)] = number
+    return found
+
+
 def add_names(conn: Connection, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Set `tenant_name` and `room` on entry items (None when no tenant, or a deleted one)."""
+    """Set `tenant_name` and `room` on entry items (None when no tenant, or a deleted one), and
+    `matched_card`: for a 26-bit read, which carries only the low 24 bits of a card's number, the
+    tenant's enrolled card it matched (so the page shows the number printed on the card)."""
     known = names_and_rooms(conn, (item["tenant_id"] for item in items))
+    short = [item for item in items if item.get("card_bits") == 26 and item["tenant_id"] is not None]
+    cards = _cards_by_low24(conn, (item["tenant_id"] for item in short)) if short else {}
+    short_reads = {id(item) for item in short}
     for item in items:
         item["tenant_name"], item["room"] = known.get(item["tenant_id"], (None, None))
+        number = item.get("card_number")
+        item["matched_card"] = (cards.get((item["tenant_id"], number & 0xFFFFFF))
+                                if id(item) in short_reads and number is not None else None)  # fmt: skip
     return items

@@ -117,6 +117,7 @@ class AlertFilter:
     camera: str | None = None
     tenant_id: str | None = None
     acknowledged: bool | None = None
+    hidden_kinds: tuple[str, ...] = ()  # kinds this reader may not see (watch-list hits for operators)
 
 
 @dataclass(frozen=True)
@@ -336,6 +337,9 @@ def _alert_conditions(f: AlertFilter) -> tuple[list[str], list[Any]]:
         if not isinstance(f.acknowledged, bool):
             raise ValueError("acknowledged must be true or false")
         clauses.append("acknowledged_at IS NOT NULL" if f.acknowledged else "acknowledged_at IS NULL")
+    if f.hidden_kinds:
+        clauses.append(f"kind NOT IN ({', '.join('?' * len(f.hidden_kinds))})")
+        params.extend(_text(k, "kind") for k in f.hidden_kinds)
     return clauses, params
 
 

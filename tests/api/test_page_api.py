@@ -385,3 +385,40 @@ def test_replacing_faces_is_all_or_nothing(page: Page) -> None:
     [(_, _, details)] = page.audit_rows("face.replace")
     assert details == {"tenant_id": "T1", "templates": 1, "removed": 2}
     assert page.request("GET", f"{T}/tenants/T1", "admin").json()["face_templates"] == 1
+
+
+def test_watch_list_changes_and_deletions_keep_their_reason(page: Page) -> None:
+    r = page.request("PUT", f"{T}/tenants/T2/watchlist", "police", json={"reason": "协查通报 2026-118"})
+    assert r.status_code == 200
+    assert page.request("DELETE", f"{T}/tenants/T2/watchlist", "police", json={"reason": "已结案"}).status_code == 200
+    assert page.request("DELETE", f"{T}/tenants/T3", "admin", json={"reason": "已退租"}).status_code == 204
+    assert [d["reason"] for _, _, d in page.audit_rows("watchlist.set")] == ["协查通报 2026-118"]
+    assert [d["reason"] for _, _, d in page.audit_rows("watchlist.clear")] == ["已结案"]
+    assert [d for _, _, d in page.audit_rows("tenant.delete")] == [{"tenant_id": "T3", "reason": "已退租"}]
+
+
+def test_operators_read_door_alerts_but_not_watch_list_hits_nor_whom_an_alert_was_about(page: Page) -> None:
+    with page.ctx.sessions.begin() as s:
+        record_alert(s, "page-test", AlertDraft(AT, "watchlist_hit", "raised", "critical", tenant_id="T1",
+                                                details={"watch_id": "W1", "distance": 0.3}))  # fmt: skip
+        record_alert(s, "page-test", AlertDraft(AT, "door_forced", "raised", "critical", door="main", tenant_id="T2",
+                                                details={"tenant_id": "T2", "input": 0}))  # fmt: skip
+    police = items(page.get(f"{T}/alerts", "police"))
+    operator = items(page.get(f"{T}/alerts", "operator", params={"with_total": "true"}))
+    assert {a["kind"] for a in police} == {"stranger", "watchlist_hit", "door_forced"}
+    assert {a["kind"] for a in operator} == {"stranger", "door_forced"}
+    forced = next(a for a in operator if a["kind"] == "door_forced")
+    assert forced["tenant_id"] is None and forced["details"] == {"input": 0} and forced["door"] == "main"
+    hit = next(a for a in police if a["kind"] == "watchlist_hit")
+    assert page.get(f"{T}/alerts/{hit['id']}/snapshot", "operator").status_code == 404
+    assert page.get(f"{T}/alerts", "operator", params={"tenant_id": "T1"}).status_code == 403
+    assert page.get(f"{T}/alerts", "operator", params={"with_total": "true"}).json()["total"] == 4
+
+
+def test_a_26_bit_read_shows_the_number_on_the_tenants_card(page: Page) -> None:
+    card = 0x01000005  # a 26-bit read of it carries 5, its low 24 bits
+    assert page.request("POST", f"{T}/tenants/T3/cards", "admin", json={"number": card}).status_code == 201
+    entries = items(page.get(f"{T}/entries"))
+    got = {e["tenant_id"]: (e["card_number"], e["card_bits"], e["matched_card"]) for e in entries}
+    assert got["T3"] == (5, 26, card)
+    assert got["T1"] == (305419896, 34, None)  # a whole number needs no matching

@@ -13,9 +13,6 @@ export const nav = "nav.watchlist";
 
 const LIMIT = 50;
 const FOUND_LIMIT = 20;
-// PUT and DELETE /tenants/{id}/watchlist take no body today: the page asks for no reason it could
-// not keep. When they accept {"reason": "…"}, set this and the confirmation asks for one.
-const TAKES_REASON = false;
 
 function personLink(p) {
   return h("a", { href: "#/person/" + encodeURIComponent(p.id), "data-testid": "watch-person" }, p.name);
@@ -66,13 +63,13 @@ export function render(root) {
     const answer = await confirmAction({
       title: t(on ? "watch.addTitle" : "watch.removeTitle", { name: p.name }),
       message: t(on ? "watch.addMessage" : "watch.removeMessage", { name: p.name, id: p.id }),
-      confirmKey: on ? "watch.add" : "watch.remove", reason: TAKES_REASON, danger: !on,
+      confirmKey: on ? "watch.add" : "watch.remove", reason: true, danger: !on,
     });
     if (!answer) return;
     q.focus(); // the row and its button are rebuilt: focus goes to the search
     try {
-      const opts = TAKES_REASON ? { json: { reason: answer.reason } } : {};
-      await call(on ? "PUT" : "DELETE", `/tenants/${encodeURIComponent(p.id)}/watchlist`, opts);
+      await call(on ? "PUT" : "DELETE", `/tenants/${encodeURIComponent(p.id)}/watchlist`,
+        { json: { reason: answer.reason } }); // the reason goes into the audit log
       msg.ok(on ? "watch.added" : "watch.removed", { name: p.name });
       await load(on ? offset : 0);
       if (lastQuery) await find();

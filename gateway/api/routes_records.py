@@ -262,7 +262,7 @@ def alerts(
         raise ApiError(403, "forbidden", "operators cannot search alerts by person")
     f = AlertFilter(since=_aware(since, "since"), until=_aware(until, "until"), kind=kind, state=state, door=door,
                     camera=camera, tenant_id=tenant_id, acknowledged=acknowledged,
-                    hidden_kinds=OPERATOR_HIDDEN_KINDS if operator else ())  # fmt: skip
+                    hidden_kinds=OPERATOR_HIDDEN_KINDS if operator else None)  # fmt: skip
     with searching(request), _session(request) as s:
         try:
             page = search_alerts(s, f, cursor=cursor, limit=limit, offset=offset, with_total=with_total)

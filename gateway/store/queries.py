@@ -117,7 +117,7 @@ class AlertFilter:
     camera: str | None = None
     tenant_id: str | None = None
     acknowledged: bool | None = None
-    hidden_kinds: tuple[str, ...] = ()  # kinds this reader may not see (watch-list hits for operators)
+    hidden_kinds: tuple[str, ...] | None = None  # kinds this reader may not see (watch-list hits for operators)
 
 
 @dataclass(frozen=True)

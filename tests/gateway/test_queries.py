@@ -303,6 +303,7 @@ def test_items_carry_the_mqtt_entry_fields_plus_reader(store: Store) -> None:
         "snapshot": e.snapshot,
         "tenant_name": None,  # the fixture's tenant ids name no tenant row
         "room": None,
+        "matched_card": None,  # only a 26-bit read needs one
     }
     assert item["ts"].endswith("Z") and isinstance(item["card_number"], int)
 

@@ -94,7 +94,7 @@ export function render(root, ctx) {
     const columns = [
       { key: "ts", label: t("auditlog.col.time"), cell: (a) => formatTime(a.ts), cls: "nowrap" },
       { key: "actor", label: t("auditlog.col.actor"),
-        cell: (a) => h("span", { "data-testid": "audit-actor" }, a.actor) },
+        cell: (a) => h("span", { "data-testid": "audit-actor" }, a.actor), cls: "nowrap" },
       { key: "action", label: t("auditlog.col.action"), cell: (a) => h("span", { "data-testid": "audit-action",
         "data-code": a.action }, word("audit", a.action)) },
       { key: "route", label: t("auditlog.col.route"),

@@ -234,3 +234,16 @@ def photos_of(person_index: int = 0, count: int = 1) -> list[Path]:
     photos = sorted(people[person_index].glob("*.jpg"))[:count]
     assert len(photos) == count, f"{people[person_index]} has fewer than {count} photos"
     return photos
+
+
+def open_snapshot(page: Any, row: Any, *facts: str) -> None:
+    """Open a row's snapshot: the picture loads and the dialog states `facts` (time zone always)."""
+    from playwright.sync_api import expect
+
+    row.locator("[data-testid=snapshot-open]").click()
+    shown = page.locator("[data-testid=snapshot-facts]")
+    for text in (*facts, ZONE):
+        expect(shown).to_contain_text(text)
+    picture = page.locator("[data-testid=snapshot-dialog] img")
+    expect(picture).to_have_js_property("complete", True)
+    assert picture.evaluate("img => img.naturalWidth") > 0, "the snapshot did not load"

@@ -19,7 +19,7 @@ from gateway.snapshots import SnapshotStore
 from gateway.store.db import open_store
 from gateway.store.journal import AlertDraft, new_event_id, record_alert
 from testing.peers import wait_until
-from tests.web.conftest import Screens, WebGateway, photos_of
+from tests.web.conftest import Screens, WebGateway, open_snapshot, photos_of
 
 pytestmark = pytest.mark.slow  # the daemon and a headless Chromium
 
@@ -160,12 +160,7 @@ def test_alerts_are_listed_in_words_and_acknowledged(
 
     other = page.locator(f"[data-testid=alert-row][data-id='{stranger}']")
     expect(other).to_contain_text("停留秒数：4.2")
-    other.locator("[data-testid=snapshot-open]").click()
-    facts = page.locator("[data-testid=snapshot-facts]")
-    expect(facts).to_contain_text("陌生人")
-    expect(facts).to_contain_text("Asia/Shanghai")
-    expect(page.locator("[data-testid=snapshot-dialog] img")).to_have_js_property("complete", True)
-    assert page.locator("[data-testid=snapshot-dialog] img").evaluate("img => img.naturalWidth") > 0
+    open_snapshot(page, other, "陌生人")
     shot(page, "alerts-snapshot")
     page.click("[data-testid=snapshot-close]")
 

@@ -18,7 +18,7 @@ import pytest
 from gateway.snapshots import SnapshotStore
 from gateway.store.db import open_store
 from gateway.store.journal import EntryDraft, new_event_id, record_entry
-from tests.web.conftest import VIEWPORTS, ZONE, Screens, WebGateway, photos_of
+from tests.web.conftest import VIEWPORTS, ZONE, Screens, WebGateway, open_snapshot, photos_of
 
 pytestmark = pytest.mark.slow  # the daemon and a headless Chromium
 
@@ -138,14 +138,7 @@ def test_police_find_a_person_s_entries_by_name_and_export_them(
     shot(page, "entries-by-name")
 
     face_row = page.locator(f"[data-testid=entry-row][data-id='{face_id}']")
-    face_row.locator("[data-testid=snapshot-open]").click()
-    facts = page.locator("[data-testid=snapshot-facts]")
-    expect(facts).to_contain_text("main")
-    expect(facts).to_contain_text(name)
-    expect(facts).to_contain_text("允许")
-    expect(facts).to_contain_text("Asia/Shanghai")
-    expect(page.locator("[data-testid=snapshot-dialog] img")).to_have_js_property("complete", True)
-    assert page.locator("[data-testid=snapshot-dialog] img").evaluate("img => img.naturalWidth") > 0
+    open_snapshot(page, face_row, "main", name, "允许")
     shot(page, "snapshot")
     page.click("[data-testid=snapshot-close]")
 

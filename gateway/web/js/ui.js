@@ -3,7 +3,7 @@
 // Views build screens from these; the town page reuses them.
 
 import { h, replace, uid } from "./dom.js";
-import { apiUrl } from "./api.js";
+import { apiUrl, call } from "./api.js";
 import { currentLang, failureText, localInputValue, t, wallToRfc3339, word, zoneLabel } from "./i18n.js";
 
 // ---- messages ---------------------------------------------------------------------------------
@@ -94,6 +94,63 @@ function pageNumbers(current, pages) {
     last = p;
   }
   return out;
+}
+
+// ---- a filtered, paged search screen -------------------------------------------------------------
+/**
+ * The engine of a search screen (entries, alerts, the audit log; the town's too):
+ *   const s = pagedSearch({path: "/audit", testid: "audit", filters: () => ({...}), table: (items) => node,
+ *                          exportPath: "/audit", onPage: (page, filters, msg) => {...}});
+ *   replace(root, heading, s.form([fields…], range), s.exports, s.msg.node, s.results); s.search(0);
+ * Each page asks for its total, shows a pager with page numbers, and refreshes the export links
+ * with the filters it was found with. s.offset is the page shown (to reload it after a change).
+ */
+export function pagedSearch({ path, testid, filters, table, exportPath, limit = 50, onPage }) {
+  const msg = messageLine(testid + "-msg");
+  const results = h("div", { class: "results", "aria-live": "polite" });
+  const exports = h("div", { class: "export-row" });
+  let busy = false;
+  const screen = {
+    msg, results, exports, offset: 0,
+    async search(offset = 0) {
+      if (busy) return;
+      busy = true;
+      screen.offset = offset;
+      msg.info("common.loading");
+      const f = filters();
+      try {
+        const page = await call("GET", path, { query: { ...f, limit, offset, with_total: true } });
+        msg.clear();
+        if (onPage) onPage(page, f, msg);
+        replace(results,
+          pager({ total: page.total ?? page.items.length, capped: page.total_capped, offset, limit,
+            onGo: screen.search, testid: testid + "-pager" }),
+          table(page.items));
+        if (exportPath) replace(exports, exportLinks(exportPath, f, testid + "-export"));
+      } catch (err) {
+        if (!err.handled) msg.error(err);
+      } finally {
+        busy = false;
+      }
+    },
+    form(fields, range) {
+      const submit = (e) => {
+        e.preventDefault();
+        screen.search(0);
+      };
+      const reset = () => {
+        if (range) range.clear();
+        setTimeout(() => screen.search(0)); // after the browser has emptied the fields
+      };
+      return h("form", { class: "filters card-box", "data-testid": testid + "-form", onsubmit: submit },
+        h("div", { class: "grid" }, fields),
+        range ? range.node : null,
+        h("div", { class: "actions" },
+          h("button", { type: "submit", "data-testid": testid + "-search" }, t("common.search")),
+          h("button", { type: "reset", class: "secondary", onclick: reset }, t("common.reset"))));
+    },
+  };
+  return screen;
 }
 
 // ---- confirm, with a reason -------------------------------------------------------------------

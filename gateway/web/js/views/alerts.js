@@ -6,13 +6,12 @@ import { h, replace } from "../dom.js";
 import { call } from "../api.js";
 import { codes, formatTime, has, t, word, zoneLabel } from "../i18n.js";
 import { snapshotButton } from "../entry_list.js";
-import { button, compact, dataTable, field, messageLine, pager, select, timeRange } from "../ui.js";
+import { button, compact, dataTable, field, pagedSearch, select, timeRange } from "../ui.js";
 
 export const route = "alerts";
 export const roles = ["police", "admin", "operator"];
 export const nav = "nav.alerts";
 
-const LIMIT = 50;
 const SEVERITY_CLASS = { critical: "bad", warning: "warn", info: "" };
 
 function alertFacts(a) {
@@ -47,16 +46,7 @@ export function render(root, ctx) {
   const acked = select([["", t("common.any")], ["false", t("alerts.unacked")], ["true", t("alerts.acked")]], "",
     { "data-testid": "filter-acked" });
   const door = h("input", { maxlength: 64, "data-testid": "filter-door", value: ctx.query.get("door") || "" });
-  const range = timeRange({ onPreset: () => search(0), testid: "alerts-range" });
-  const msg = messageLine("alerts-msg");
-  const results = h("div", { class: "results", "aria-live": "polite" });
-  let busy = false;
-  let offset = 0;
-
-  function filters() {
-    return compact({ kind: kind.value, state: state.value, acknowledged: acked.value, door: door.value.trim(),
-      ...range.query() });
-  }
+  const range = timeRange({ onPreset: () => screen.search(0), testid: "alerts-range" });
 
   async function acknowledge(a, cell) {
     try {
@@ -65,9 +55,9 @@ export function render(root, ctx) {
       replace(cell, done);
       done.tabIndex = -1;
       done.focus(); // the button is gone: focus stays on the row it acknowledged
-      msg.ok("alerts.ackDone", { kind: word("alert", a.kind), who: r.acknowledged_by });
+      screen.msg.ok("alerts.ackDone", { kind: word("alert", a.kind), who: r.acknowledged_by });
     } catch (err) {
-      if (!err.handled) msg.error(err);
+      if (!err.handled) screen.msg.error(err);
     }
   }
 
@@ -108,41 +98,13 @@ export function render(root, ctx) {
         "data-acked": String(Boolean(a.acknowledged_at)) }) });
   }
 
-  async function search(at) {
-    if (busy) return;
-    busy = true;
-    offset = at;
-    msg.info("common.loading");
-    try {
-      const page = await call("GET", "/alerts", { query: { ...filters(), limit: LIMIT, offset, with_total: true } });
-      msg.clear();
-      const total = page.total ?? page.items.length;
-      replace(results,
-        pager({ total, capped: page.total_capped, offset, limit: LIMIT, onGo: search, testid: "alerts-pager" }),
-        table(page.items));
-    } catch (err) {
-      if (!err.handled) msg.error(err.status === 403 ? "alerts.forbidden" : err);
-      replace(results);
-    } finally {
-      busy = false;
-    }
-  }
-
-  const form = h("form", { class: "filters card-box", "data-testid": "alerts-form", onsubmit: (e) => {
-    e.preventDefault();
-    search(0);
-  } },
-  h("div", { class: "grid" },
-    field("alerts.col.kind", kind), field("alerts.col.state", state), field("alerts.ackFilter", acked),
-    field("alerts.doorFilter", door)),
-  range.node,
-  h("div", { class: "actions" },
-    h("button", { type: "submit", "data-testid": "alerts-search" }, t("common.search")),
-    h("button", { type: "reset", class: "secondary", onclick: () => {
-      range.clear();
-      setTimeout(() => search(0));
-    } }, t("common.reset"))));
-
-  replace(root, h("h2", {}, t("alerts.heading")), form, msg.node, results);
-  search(0);
+  const screen = pagedSearch({
+    path: "/alerts", testid: "alerts", table,
+    filters: () => compact({ kind: kind.value, state: state.value, acknowledged: acked.value,
+      door: door.value.trim(), ...range.query() }),
+  });
+  const form = screen.form([field("alerts.col.kind", kind), field("alerts.col.state", state),
+    field("alerts.ackFilter", acked), field("alerts.doorFilter", door)], range);
+  replace(root, h("h2", {}, t("alerts.heading")), form, screen.msg.node, screen.results);
+  screen.search(0);
 }

@@ -4,15 +4,13 @@
 // and CSV / Excel exports of the same rows.
 
 import { h, replace } from "../dom.js";
-import { call } from "../api.js";
 import { formatTime, has, t, word } from "../i18n.js";
-import { compact, dataTable, exportLinks, field, messageLine, pager, select, timeRange } from "../ui.js";
+import { compact, dataTable, field, pagedSearch, select, timeRange } from "../ui.js";
 
 export const route = "audit";
 export const roles = ["auditor"];
 export const nav = "nav.audit";
 
-const LIMIT = 50;
 
 // The actions the gateway audits, in the catalogue's order (codes("audit") cannot list them:
 // each action has a dot in it).
@@ -80,15 +78,7 @@ export function render(root, ctx) {
     value: ctx.query.get("actor") || "" });
   const action = select([["", t("common.any")], ...ACTIONS.map((a) => [a, word("audit", a)])], "",
     { "data-testid": "filter-action" });
-  const range = timeRange({ onPreset: () => search(0), testid: "audit-range" });
-  const msg = messageLine("audit-msg");
-  const results = h("div", { class: "results", "aria-live": "polite" });
-  const exports = h("div", { class: "export-row" });
-  let busy = false;
-
-  function filters() {
-    return compact({ actor: actor.value.trim(), action: action.value, ...range.query() });
-  }
+  const range = timeRange({ onPreset: () => screen.search(0), testid: "audit-range" });
 
   function table(items) {
     const columns = [
@@ -107,40 +97,12 @@ export function render(root, ctx) {
       rowAttrs: (a) => ({ "data-id": a.id, "data-action": a.action, "data-actor": a.actor }) });
   }
 
-  async function search(offset) {
-    if (busy) return;
-    busy = true;
-    msg.info("common.loading");
-    const f = filters();
-    try {
-      const page = await call("GET", "/audit", { query: { ...f, limit: LIMIT, offset, with_total: true } });
-      msg.clear();
-      const total = page.total ?? page.items.length;
-      replace(results,
-        pager({ total, capped: page.total_capped, offset, limit: LIMIT, onGo: search, testid: "audit-pager" }),
-        table(page.items));
-      replace(exports, exportLinks("/audit", f, "audit-export"));
-    } catch (err) {
-      if (!err.handled) msg.error(err);
-    } finally {
-      busy = false;
-    }
-  }
-
-  const form = h("form", { class: "filters card-box", "data-testid": "audit-form", onsubmit: (e) => {
-    e.preventDefault();
-    search(0);
-  } },
-  h("div", { class: "grid" },
-    field("auditlog.col.actor", actor, { hint: "auditlog.actorHint" }), field("auditlog.col.action", action)),
-  range.node,
-  h("div", { class: "actions" },
-    h("button", { type: "submit", "data-testid": "audit-search" }, t("common.search")),
-    h("button", { type: "reset", class: "secondary", onclick: () => {
-      range.clear();
-      setTimeout(() => search(0));
-    } }, t("common.reset"))));
-
-  replace(root, h("h2", {}, t("auditlog.heading")), form, exports, msg.node, results);
-  search(0);
+  const screen = pagedSearch({
+    path: "/audit", testid: "audit", exportPath: "/audit", table,
+    filters: () => compact({ actor: actor.value.trim(), action: action.value, ...range.query() }),
+  });
+  const form = screen.form([field("auditlog.col.actor", actor, { hint: "auditlog.actorHint" }),
+    field("auditlog.col.action", action)], range);
+  replace(root, h("h2", {}, t("auditlog.heading")), form, screen.exports, screen.msg.node, screen.results);
+  screen.search(0);
 }

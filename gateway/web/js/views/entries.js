@@ -6,13 +6,11 @@ import { h, replace } from "../dom.js";
 import { call } from "../api.js";
 import { codes, currentLang, t, today, word } from "../i18n.js";
 import { entryTable } from "../entry_list.js";
-import { compact, exportLinks, field, messageLine, pager, select, timeRange } from "../ui.js";
+import { compact, field, pagedSearch, select, timeRange } from "../ui.js";
 
 export const route = "entries";
 export const roles = ["police", "admin"];
 export const nav = "nav.entries";
-
-const LIMIT = 50;
 
 export function render(root, ctx) {
   const personInput = h("input", { type: "search", maxlength: 64, "data-testid": "filter-person",
@@ -24,56 +22,22 @@ export function render(root, ctx) {
     ["denied", word("decision", "denied")]], "", { "data-testid": "filter-decision" });
   const reason = select([["", t("common.any")], ...codes("reason").map((r) => [r, word("reason", r)])], "",
     { "data-testid": "filter-reason" });
-  const range = timeRange({ onPreset: () => search(0), testid: "entries-range" });
-  const msg = messageLine("entries-msg");
-  const results = h("div", { class: "results", "aria-live": "polite" });
-  const exports = h("div", { class: "export-row" });
-  let busy = false;
-
-  function filters() {
-    return compact({ person: personInput.value.trim(), door: doorInput.value.trim(), method: method.value,
-      decision: decision.value, reason: reason.value, ...range.query() });
-  }
-
-  async function search(offset) {
-    if (busy) return;
-    busy = true;
-    msg.info("common.loading");
-    const f = filters();
-    try {
-      const page = await call("GET", "/entries", { query: { ...f, limit: LIMIT, offset, with_total: true } });
-      msg.clear();
+  const range = timeRange({ onPreset: () => screen.search(0), testid: "entries-range" });
+  const screen = pagedSearch({
+    path: "/entries", testid: "entries", exportPath: "/entries", table: (items) => entryTable(items),
+    filters: () => compact({ person: personInput.value.trim(), door: doorInput.value.trim(), method: method.value,
+      decision: decision.value, reason: reason.value, ...range.query() }),
+    onPage: (page, f, msg) => {
       if (page.hint === "no_person") msg.error("entries.noPerson", { text: f.person });
-      const total = page.total ?? page.items.length;
-      replace(results,
-        pager({ total, capped: page.total_capped, offset, limit: LIMIT, onGo: search, testid: "entries-pager" }),
-        entryTable(page.items));
-      replace(exports, exportLinks("/entries", f, "entries-export"));
-    } catch (err) {
-      if (!err.handled) msg.error(err);
-    } finally {
-      busy = false;
-    }
-  }
-
-  const form = h("form", { class: "filters card-box", "data-testid": "entries-form", onsubmit: (e) => {
-    e.preventDefault();
-    search(0);
-  } },
-  h("div", { class: "grid" },
+      else if (page.hint) msg.info("hint." + page.hint); // e.g. many_people: only the first ones searched
+    },
+  });
+  const form = screen.form([
     field("entries.person", personInput, { hint: "entries.personHint", wide: true }),
     field("entries.col.door", doorInput), field("entries.col.method", method),
-    field("entries.col.decision", decision), field("entries.col.reason", reason)),
-  range.node,
-  h("div", { class: "actions" },
-    h("button", { type: "submit", "data-testid": "entries-search" }, t("common.search")),
-    h("button", { type: "reset", class: "secondary", onclick: () => {
-      range.clear();
-      setTimeout(() => search(0));
-    } }, t("common.reset"))));
-
-  replace(root, h("h2", {}, t("entries.heading")), form, exports, msg.node, results, perHour());
-  search(0);
+    field("entries.col.decision", decision), field("entries.col.reason", reason)], range);
+  replace(root, h("h2", {}, t("entries.heading")), form, screen.exports, screen.msg.node, screen.results, perHour());
+  screen.search(0);
 }
 
 /** Today's entries per hour in the gateway's zone, as bars (no canvas: readable at any width). */

@@ -24,7 +24,7 @@ class SignedIn(Strict):
     role: str
 
 
-@router.post("/session", response_model=SignedIn)
+@router.post("/session", response_model=SignedIn, responses={413: {"description": "a sign-in body over 4 KiB"}})
 def sign_in(body: SignIn, request: Request, response: Response) -> SignedIn:
     """Check a token (failures count toward the per-address limit) and set the session cookie."""
     caller = resolve_caller(request.app.state.ctx, body.token, client_address(request))

@@ -8,7 +8,7 @@ want_pkgs=(socat)
 # Tests also need a broker and a real RTSP camera (Debian's GStreamer RTSP server, run by the system python3).
 # The web page is tested in Debian's Chromium, driven by Playwright's Python package (no browser download),
 # in Chinese: fonts-wqy-zenhei so the screenshots show characters, not boxes.
-[ "${1:-}" = "--test" ] && want_pkgs+=(mosquitto gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
+[ "${1:-}" = "--test" ] && want_pkgs+=(mosquitto postgresql gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly chromium fonts-wqy-zenhei)
 missing=()
 for pkg in "${want_pkgs[@]}"; do

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from socket import gaierror as socket_gaierror
@@ -31,27 +31,25 @@ class LinkCallbacks:
     on_message: Callable[[str, bytes, bool], None] = lambda topic, payload, retained: None
 
 
-class MqttLink:
-    """One connection to the broker: LWT, retained availability, reconnects."""
+class _BrokerSession:
+    """What every connection to the broker shares: credentials and TLS (`_authenticate`), a TLS setup
+    tried again with backoff until its files can be read, paho's reconnects, and each new problem
+    reported once (`last_error`, one log line) rather than at every retry."""
 
-    def __init__(self, cfg: MqttConfig, topics: Topics, callbacks: LinkCallbacks, max_inflight: int = 200) -> None:
+    _unreachable_note = ""  # what the owner does meanwhile, appended to "broker not reachable"
+
+    def __init__(self, cfg: MqttConfig, client_id: str, *, clean_session: bool, max_inflight: int,
+                 manual_ack: bool = False) -> None:  # fmt: skip
         self._cfg = cfg
-        self._topics = topics
-        self._cb = callbacks
         self._connected = threading.Event()
         self.last_error: str | None = None
-        client_id = cfg.client_id or f"accessgw-{topics.gateway_id}"
-        self._client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        self._client = _Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session, manual_ack=manual_ack
+        )
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(min_delay=1, max_delay=int(max(1, cfg.reconnect_max_s)))
-        self._client.will_set(topics.availability, "offline", qos=1, retain=True)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_publish = self._on_publish
-        self._client.on_message = self._on_message
         self._client.on_connect_fail = self._on_connect_fail
-        self._client.on_subscribe = self._on_subscribe
         self._client.on_log = self._on_log
         self._logged_error: str | None = None  # the problem last logged: each new one once, not at every retry
         self._socket_error: str | None = None  # paho's last socket error, e.g. a TLS alert after the handshake
@@ -59,8 +57,8 @@ class MqttLink:
         self._running = False
         self._setup_timer: threading.Timer | None = None
         self._setup_delay = 1.0
-        # A certificate that cannot be read must not stop the daemon (the doors run without the broker):
-        # the problem is reported and the setup tried again from start().
+        # A certificate that cannot be read must not stop the process: the problem is reported and the
+        # setup tried again from start().
         self._ready = self._try_authenticate()
 
     @property
@@ -108,46 +106,35 @@ class MqttLink:
             log.warning("MQTT %s%s", problem, suffix)
             self._logged_error = problem
 
-    def stop(self, publish_offline: bool = True) -> None:
+    def _halt(self) -> bool:
+        """Stop retrying the setup; False when the client never got as far as connecting."""
         with self._lock:
             self._running = False
             if self._setup_timer is not None:
                 self._setup_timer.cancel()
                 self._setup_timer = None
-        if not self._ready:
-            return
-        if publish_offline and self.connected:
-            info = self._client.publish(self._topics.availability, "offline", qos=1, retain=True)
-            try:
-                info.wait_for_publish(timeout=2.0)
-            except (RuntimeError, ValueError):
-                pass
+        return self._ready
+
+    def _close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
 
-    def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False) -> int | None:
-        """Send one message; returns its mid, or None when it was not accepted."""
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            return None
-        return info.mid
-
-    def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+    def _connect_refused(self, reason: object) -> bool:
+        """At CONNACK: True (and reported) when the broker refused us."""
         self._socket_error = None
         if getattr(reason, "is_failure", False):
             self._report(f"broker refused connection: {reason}")
-            return
-        client.subscribe(self._topics.requests, qos=1)  # "online" follows its SUBACK: ready for requests
+            return True
+        return False
+
+    def _connected_now(self) -> None:
         self._connected.set()
         self.last_error = None
         self._logged_error = None
         log.info("MQTT connected to %s:%s", self._cfg.host, self._cfg.port)
-        self._cb.on_connected()
 
-    def _on_disconnect(
-        self, client: paho.Client, userdata: object, flags: object, reason: object, props: object
-    ) -> None:
+    def _note_disconnect(self, reason: object) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
         socket_error, self._socket_error = self._socket_error, None
@@ -159,30 +146,189 @@ class MqttLink:
                 self._report(problem)  # not replacing the broker's precise reason by a lost alert's guess
         elif was_connected:
             self._report(f"disconnected: {reason}")
-        self._cb.on_disconnected(str(reason))
-
-    def _on_subscribe(self, client: paho.Client, userdata: object, mid: int, reasons: object, props: object) -> None:
-        client.publish(self._topics.availability, "online", qos=1, retain=True)
 
     def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
         failure = client.connect_failure if isinstance(client, _Client) else None
         if failure is not None and not isinstance(failure, ConnectionRefusedError | TimeoutError | socket_gaierror):
-            self._report(explain_tls_error(failure, self._cfg), "; events are kept in the outbox")
+            self._report(explain_tls_error(failure, self._cfg), self._unreachable_note)
         else:
-            self._report(
-                f"broker {self._cfg.host}:{self._cfg.port} not reachable",
-                "; events are kept in the outbox until it answers",
-            )
+            self._report(f"broker {self._cfg.host}:{self._cfg.port} not reachable", self._unreachable_note)
 
     def _on_log(self, client: paho.Client, userdata: object, level: int, buf: str) -> None:
         if level == paho.MQTT_LOG_ERR and buf.startswith("failed to receive on socket"):
             self._socket_error = buf.removeprefix("failed to receive on socket: ")
+
+
+class MqttLink(_BrokerSession):
+    """One connection to the broker: LWT, retained availability, reconnects."""
+
+    _unreachable_note = "; events are kept in the outbox until it answers"
+
+    def __init__(self, cfg: MqttConfig, topics: Topics, callbacks: LinkCallbacks, max_inflight: int = 200) -> None:
+        self._topics = topics
+        self._cb = callbacks
+        client_id = cfg.client_id or f"accessgw-{topics.gateway_id}"
+        super().__init__(cfg, client_id, clean_session=True, max_inflight=max_inflight)
+        self._client.will_set(topics.availability, "offline", qos=1, retain=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+
+    def stop(self, publish_offline: bool = True) -> None:
+        if not self._halt():
+            return
+        if publish_offline and self.connected:
+            info = self._client.publish(self._topics.availability, "offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=2.0)
+            except (RuntimeError, ValueError):
+                pass
+        self._close()
+
+    def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False) -> int | None:
+        """Send one message; returns its mid, or None when it was not accepted."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return None
+        return info.mid
+
+    def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        if self._connect_refused(reason):
+            return
+        client.subscribe(self._topics.requests, qos=1)  # "online" follows its SUBACK: ready for requests
+        self._connected_now()
+        self._cb.on_connected()
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        self._note_disconnect(reason)
+        self._cb.on_disconnected(str(reason))
+
+    def _on_subscribe(self, client: paho.Client, userdata: object, mid: int, reasons: object, props: object) -> None:
+        client.publish(self._topics.availability, "online", qos=1, retain=True)
 
     def _on_publish(self, client: paho.Client, userdata: object, mid: int, reason: object, props: object) -> None:
         self._cb.on_ack(mid)
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         self._cb.on_message(msg.topic, msg.payload, bool(msg.retain))
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A message as the SharedConsumer hands it over; give it back to `ack` once it is safe."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    retained: bool
+    connection: int = 0  # which of the consumer's connections delivered it (an ack goes only to that one)
+
+
+class SharedConsumer(_BrokerSession):
+    """A platform instance's consumer (DESIGN §6.3): a persistent session (clean_session=False, a fixed
+    client id) subscribed at QoS 1 to `filters` (e.g. `$share/platform/accessgw/+/events/#`) at every
+    connect, acknowledging nothing by itself (paho's manual_ack): the owner calls `ack(msg)` once the
+    message's row has committed. What is never acknowledged the broker delivers again after a
+    reconnect, to this session, or under a shared subscription possibly to another member of the group.
+
+    `on_message` runs in paho's network thread: hand the message over, do not block there. `publish`
+    is for the town's requests down to the gateways (QoS 1; paho keeps up to `max_inflight` in flight).
+    """
+
+    _unreachable_note = "; events wait at the broker until it answers"
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        client_id: str,
+        filters: Sequence[str],
+        on_message: Callable[[InboundMessage], None],
+        *,
+        on_connected: Callable[[], None] = lambda: None,
+        on_disconnected: Callable[[str], None] = lambda reason: None,
+        max_inflight: int = 1000,
+    ) -> None:
+        if not filters:
+            raise ValueError("a consumer needs at least one topic filter")
+        self._filters = list(filters)
+        self._deliver = on_message
+        self._on_up, self._on_down = on_connected, on_disconnected
+        self._connection = 0  # counts CONNACKs: an ack must go out on the connection that got the message
+        super().__init__(cfg, client_id, clean_session=False, max_inflight=max_inflight, manual_ack=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._subscribed = threading.Event()
+
+    @property
+    def subscribed(self) -> bool:
+        """Connected and the broker has confirmed the subscriptions of this connection."""
+        return self._subscribed.is_set() and self.connected
+
+    def stop(self) -> None:
+        """Disconnect. Messages not acknowledged stay in the broker's session for this client id."""
+        if self._halt():
+            self._close()
+        self._subscribed.clear()
+
+    def ack(self, msg: InboundMessage) -> bool:
+        """Acknowledge one message (PUBACK). False when it cannot be: the connection that delivered it is
+        gone (the broker delivers it again; a mid of an old connection may name another message now)."""
+        if msg.qos == 0:
+            return True
+        if msg.connection != self._connection or not self._connected.is_set():
+            return False
+        return self._client.ack(msg.mid, msg.qos) == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False) -> int | None:
+        """Send one message; returns its mid, or None when it was not accepted (e.g. not connected)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return None
+        return info.mid
+
+    def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        if self._connect_refused(reason):
+            return
+        self._connection += 1
+        self._subscribed.clear()
+        # Every connect: a session the broker lost (restarted without persistence) has no subscriptions.
+        client.subscribe([(f, 1) for f in self._filters])
+        self._connected_now()
+        self._on_up()
+
+    def _on_subscribe(self, client: paho.Client, userdata: object, mid: int, reasons: object, props: object) -> None:
+        refused = [str(r) for r in (reasons if isinstance(reasons, list) else []) if getattr(r, "is_failure", False)]
+        if refused:
+            self._report(f"subscription refused: {', '.join(refused)} for {', '.join(self._filters)}")
+            return
+        self._subscribed.set()
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        self._subscribed.clear()
+        self._note_disconnect(reason)
+        self._on_down(str(reason))
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # not UTF-8: no gateway publishes that; acknowledged so it does not come back
+            log.warning("message on a topic that is not UTF-8 dropped (%d bytes)", len(msg.payload))
+            client.ack(msg.mid, msg.qos)
+            return
+        inbound = InboundMessage(topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain), self._connection)
+        try:
+            self._deliver(inbound)
+        except Exception:  # the owner's bug must not end paho's network thread
+            log.exception("consumer callback failed on %s; the message is not acknowledged", topic[:120])
 
 
 class TlsSetupError(Exception):

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import insert
 
 from gateway.store.db import open_store
 from gateway.store.models import Card, Tenant
-from sync.signing import sign
+from sync.roster_messages import MAX_MESSAGE, snapshot_messages  # one builder, shared with the town
+
+__all__ = ["MAX_MESSAGE", "card_number", "fill_roster", "snapshot_messages"]
 
 
 def card_number(i: int) -> int:
@@ -55,28 +54,3 @@ def fill_roster(data_dir: Path, tenants: int) -> list[int]:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
     return numbers
-
-
-MAX_MESSAGE = 200_000  # DESIGN §6.1: a snapshot chunk is at most 200 KB
-ENVELOPE = 400  # transaction, issued_at, version, snapshot_id, chunk, chunks, sig
-
-
-def _compact(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def snapshot_messages(key: Any, version: int, ops: Iterable[dict[str, Any]]) -> list[bytes]:
-    """A signed `roster/snapshot` as the platform sends it: ops packed into chunks of at most MAX_MESSAGE bytes."""
-    chunks: list[list[dict[str, Any]]] = [[]]
-    size = ENVELOPE
-    for op in ops:
-        n = len(_compact(op).encode()) + 1
-        if size + n > MAX_MESSAGE:
-            chunks.append([])
-            size = ENVELOPE
-        chunks[-1].append(op)
-        size += n
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    return [_compact(sign({"transaction": f"s{version}-{i}", "issued_at": now, "version": version,
-                           "snapshot_id": f"snap-{version}", "chunk": i, "chunks": len(chunks), "ops": c},
-                          key)).encode() for i, c in enumerate(chunks)]  # fmt: skip

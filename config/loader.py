@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from config.models import ConfigReferenceError, GatewayConfig, check_references
+from config.town import TownConfig
 
-__all__ = ["ConfigError", "load_config"]
+__all__ = ["ConfigError", "load_config", "load_model", "load_town_config"]
 
 Loc = tuple[str | int, ...]
 
@@ -52,25 +54,48 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> G
     A relative `data_dir` or `mqtt.ca_file` is resolved against the config file's directory.
     Raises `ConfigError` listing every problem found.
     """
+    return load_model(path, GatewayConfig, environ, check=check_references, needs="'gateway_id'")
+
+
+def load_town_config(path: str | Path, environ: Mapping[str, str] | None = None) -> TownConfig:
+    """The town platform's `town.yaml` (config.town.TownConfig), read like the gateway's config: `${NAME}` secrets,
+    line-numbered errors, relative paths taken from the file's directory."""
+    return load_model(path, TownConfig, environ, needs="'data_dir'")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_model(
+    path: str | Path,
+    model: type[M],
+    environ: Mapping[str, str] | None = None,
+    *,
+    check: Callable[[M], None] | None = None,
+    needs: str = "its keys",
+) -> M:
+    """Read `path`, substitute `${NAME}`, validate as `model`, run `check` (a ConfigReferenceError keeps its
+    YAML path), and resolve `data_dir` and `mqtt.{ca,cert,key}_file` against the file's directory."""
     path = Path(path)
     file = str(path)
-    root = _compose(path, file)
+    root = _compose(path, file, needs)
     builder = _Builder(file, os.environ if environ is None else environ)
     data = builder.build(root, ())
     if builder.problems:
         raise ConfigError(_by_line(builder.problems))
     try:
-        cfg = GatewayConfig.model_validate(data)
+        cfg = model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_by_line(_validation_problems(exc, root, file))) from exc
-    try:
-        check_references(cfg)
-    except ConfigReferenceError as exc:
-        raise ConfigError([_problem(file, _line_of(root, exc.loc), exc.loc, str(exc))]) from exc
+    if check is not None:
+        try:
+            check(cfg)
+        except ConfigReferenceError as exc:
+            raise ConfigError([_problem(file, _line_of(root, exc.loc), exc.loc, str(exc))]) from exc
     return _resolve_paths(cfg, path.absolute().parent)
 
 
-def _compose(path: Path, file: str) -> MappingNode:
+def _compose(path: Path, file: str, needs: str = "'gateway_id'") -> MappingNode:
     """The file's top-level mapping node; file, syntax and shape errors become ConfigError."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -94,7 +119,7 @@ def _compose(path: Path, file: str) -> MappingNode:
     except yaml.YAMLError as exc:
         raise ConfigError([f"{file}: YAML error: {' '.join(str(exc).split())}"]) from None
     if root is None:
-        raise ConfigError([f"{file}: config file is empty; it needs at least 'gateway_id'"])
+        raise ConfigError([f"{file}: config file is empty; it needs at least {needs}"])
     if not isinstance(root, MappingNode):
         kind = "a list" if isinstance(root, SequenceNode) else "a single value"
         raise ConfigError([f"{file}:{_line(root)}: the top level must be a mapping of keys, not {kind}"])
@@ -272,14 +297,14 @@ def _by_line(problems: list[tuple[int, str]]) -> list[str]:
     return [text for _, text in sorted(problems, key=lambda problem: problem[0])]
 
 
-def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
-    data_dir = _resolve(cfg.data_dir, base)
-    # The broker's CA and the gateway's client certificate and key, relative to the config file.
+def _resolve_paths(cfg: M, base: Path) -> M:
+    data_dir = _resolve(cfg.data_dir, base)  # type: ignore[attr-defined]
+    # The broker's CA and the client certificate and key, relative to the config file.
+    mqtt = cfg.mqtt  # type: ignore[attr-defined]
     files = {name: _resolve(value, base) for name in ("ca_file", "cert_file", "key_file")
-             if (value := getattr(cfg.mqtt, name)) is not None}  # fmt: skip
+             if (value := getattr(mqtt, name)) is not None}  # fmt: skip
     # The models are frozen: copy with the resolved values (already validated as paths).
-    mqtt = cfg.mqtt.model_copy(update=files)
-    return cfg.model_copy(update={"data_dir": data_dir, "mqtt": mqtt})
+    return cfg.model_copy(update={"data_dir": data_dir, "mqtt": mqtt.model_copy(update=files)})
 
 
 def _resolve(path: Path, base: Path) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from config.models import ApiConfig, MqttConfig, Strict
+from config.models import ApiConfig, MqttConfig, RecognitionConfig, Strict
 
 
 class TownMqttConfig(MqttConfig):
@@ -36,3 +36,5 @@ class TownConfig(Strict):
     api: ApiConfig = ApiConfig(port=8090)
     roster: RosterPushConfig = RosterPushConfig()
     timezone: str = Field("Asia/Shanghai", title="IANA zone of the town's pages and exports")
+    # Photos enrolled at the town become templates with these settings: keep them the buildings' own.
+    recognition: RecognitionConfig = RecognitionConfig()

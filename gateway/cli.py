@@ -23,6 +23,7 @@ from config.models import GatewayConfig
 from gateway import __version__
 from gateway.store.db import open_store
 from gateway.store.roster import NewTenant, RosterError, add_card, add_tenant, remove_card, set_status
+from town.cli import town as town_group
 
 DEFAULT_CONFIG = "/etc/accessgw/gateway.yaml"
 
@@ -499,6 +500,8 @@ def simulate_roster(data_dir: Path, timeout: float) -> None:
     finally:
         engine.dispose()
 
+
+main.add_command(town_group)  # `accessgw town …`: the town platform (DESIGN §6.3)
 
 if __name__ == "__main__":
     main()

@@ -7,16 +7,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.api.errors import ApiError
 from gateway.api.users import find_active_user
-
-if TYPE_CHECKING:
-    from gateway.api.context import ApiContext
 
 bearer = HTTPBearer(auto_error=False, description="API token: `Authorization: Bearer <token>`")
 # The web page signs in once with its token (POST /session) and then holds it only in this
@@ -68,12 +66,20 @@ class FailureLimiter:
             self._recent(address, now).append(now)
 
 
+class CallerSource(Protocol):
+    """What finding a caller needs of an API's context (`app.state.ctx`): the gateway's ApiContext, the
+    town's TownContext. Users live in its store's api_users table."""
+
+    sessions: sessionmaker[Session]
+    limiter: FailureLimiter
+
+
 def client_address(request: Request) -> str:
     """The peer, or the client a configured trusted proxy names (uvicorn's proxy headers rewrite it)."""
     return request.client.host if request.client else "unknown"
 
 
-def resolve_caller(ctx: ApiContext, token: str | None, address: str) -> Caller:
+def resolve_caller(ctx: CallerSource, token: str | None, address: str) -> Caller:
     """The caller behind `token`, or ApiError 401 (429 once this address failed too often)."""
     if not token:
         raise ApiError(401, "unauthenticated", "an API token is required")

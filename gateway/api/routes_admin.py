@@ -16,6 +16,8 @@ from gateway.store.audit import audit
 from gateway.store.models import ApiUser
 
 router = APIRouter()
+# Users and tokens, a router of their own: the town's API (town.api.app) serves the same routes.
+users_router = APIRouter(tags=["users"])
 ADMIN = require("admin")
 
 
@@ -45,7 +47,7 @@ def me(request: Request, caller: Caller = Depends(authenticated)) -> Me:
     return Me(name=caller.name, role=caller.role, timezone=zone_name(cfg), gateway_id=cfg.gateway_id)
 
 
-@router.post("/users", status_code=201, response_model=TokenOut, tags=["users"])
+@users_router.post("/users", status_code=201, response_model=TokenOut)
 def add_user(body: UserIn, request: Request, caller: Caller = Depends(ADMIN)) -> TokenOut:
     with _session(request) as s, s.begin():
         try:
@@ -56,7 +58,7 @@ def add_user(body: UserIn, request: Request, caller: Caller = Depends(ADMIN)) ->
     return TokenOut(name=body.name, role=body.role, token=token)
 
 
-@router.get("/users", response_model=list[UserOut], tags=["users"])
+@users_router.get("/users", response_model=list[UserOut])
 def list_users(request: Request, caller: Caller = Depends(ADMIN)) -> list[UserOut]:
     with _session(request) as s:
         users = s.scalars(select(ApiUser).order_by(ApiUser.name))
@@ -66,7 +68,7 @@ def list_users(request: Request, caller: Caller = Depends(ADMIN)) -> list[UserOu
         ]
 
 
-@router.delete("/users/{name}", status_code=204, response_class=Response, tags=["users"])
+@users_router.delete("/users/{name}", status_code=204, response_class=Response)
 def revoke(name: str, request: Request, caller: Caller = Depends(ADMIN)) -> Response:
     with _session(request) as s, s.begin():
         try:
@@ -76,7 +78,7 @@ def revoke(name: str, request: Request, caller: Caller = Depends(ADMIN)) -> Resp
     return Response(status_code=204)
 
 
-@router.post("/users/{name}/rotate", response_model=TokenOut, tags=["users"])
+@users_router.post("/users/{name}/rotate", response_model=TokenOut)
 def rotate(name: str, request: Request, caller: Caller = Depends(ADMIN)) -> TokenOut:
     with _session(request) as s, s.begin():
         try:
@@ -85,6 +87,9 @@ def rotate(name: str, request: Request, caller: Caller = Depends(ADMIN)) -> Toke
             raise ApiError(404, "not_found", str(exc)) from None
         role = s.get(ApiUser, name).role  # type: ignore[union-attr]
     return TokenOut(name=name, role=role, token=token)
+
+
+router.include_router(users_router)
 
 
 @router.get("/doors", response_model=list[DoorOut], tags=["doors"])

@@ -63,6 +63,8 @@ __all__ = [
     "count_entries",
     "count_entries_per_hour",
     "csv_lines",
+    "decode_cursor",
+    "encode_cursor",
     "explain_entries",
     "iter_audit",
     "iter_entries",
@@ -71,6 +73,7 @@ __all__ = [
     "search_alerts",
     "search_audit",
     "search_entries",
+    "time_text",
 ]
 
 MAX_LIMIT = 1000  # largest page; exports go through iter_entries
@@ -150,7 +153,7 @@ def _connection(db: Db) -> Connection:
     return db.connection() if isinstance(db, Session) else db
 
 
-def _sql_time(value: object, name: str) -> str:
+def time_text(value: object, name: str) -> str:
     """An aware datetime as the stored text: naive UTC 'YYYY-MM-DD HH:MM:SS.ffffff'.
 
     Formatted by hand: strftime('%Y') does not pad years below 1000 on glibc, and
@@ -165,6 +168,9 @@ def _sql_time(value: object, name: str) -> str:
     except OverflowError:
         raise ValueError(f"{name} is out of range") from None
     return f"{u.year:04d}-{u.month:02d}-{u.day:02d} {u.hour:02d}:{u.minute:02d}:{u.second:02d}.{u.microsecond:06d}"
+
+
+_sql_time = time_text
 
 
 def _text(value: object, name: str) -> str:
@@ -194,7 +200,9 @@ def _check_size(value: int, name: str, largest: int) -> int:
 # --- cursors ------------------------------------------------------------------------
 
 _TS_TEXT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}")
-_CURSOR = re.compile(r"(?P<tag>[a-z]):(?P<key>[0-9]{1,19}):(?P<ts>.{26})", re.ASCII | re.DOTALL)
+# The key: an integer (seq, rowid) or, for the town's tables keyed by event id, a short token (a ULID).
+_CURSOR = re.compile(r"(?P<tag>[a-z]):(?P<key>[0-9A-Za-z_.-]{1,64}):(?P<ts>.{26})", re.ASCII | re.DOTALL)
+_CURSOR_KINDS = {"e": "an entries", "a": "an alerts", "u": "an audit"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,14 +211,17 @@ class _Position:
     key: int  # seq (entries, alerts) or id (audit log)
 
 
-def _encode_cursor(tag: str, pos: _Position) -> str:
-    raw = f"{tag}:{pos.key}:{pos.ts}".encode("ascii")
+def encode_cursor(tag: str, ts: str, key: int | str) -> str:
+    """An opaque cursor: urlsafe base64 of "<tag>:<key>:<ts>" (`ts` as time_text writes it). Shared with
+    the town's searches (town.api.queries), whose keys are event ids."""
+    raw = f"{tag}:{key}:{ts}".encode("ascii")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _decode_cursor(tag: str, cursor: object) -> _Position:
-    what = {"e": "an entries", "a": "an alerts", "u": "an audit"}[tag]
-    bad = ValueError(f"malformed cursor: pass back the next_cursor of {what} page unchanged")
+def decode_cursor(tag: str, cursor: object, *, text_key: bool = False) -> tuple[str, int | str]:
+    """(ts text, key) of a cursor made by encode_cursor with this `tag`; ValueError if it is not one.
+    The key is an integer (at most 2**63 - 1) unless `text_key`."""
+    bad = ValueError(f"malformed cursor: pass back the next_cursor of {_CURSOR_KINDS.get(tag, 'a')} page unchanged")
     if not isinstance(cursor, str) or not 0 < len(cursor) <= _MAX_CURSOR_CHARS:
         raise bad
     try:
@@ -218,13 +229,24 @@ def _decode_cursor(tag: str, cursor: object) -> _Position:
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise bad from None
     m = _CURSOR.fullmatch(raw)
-    if m is None or m["tag"] != tag or not _TS_TEXT.fullmatch(m["ts"]) or int(m["key"]) > _INT64_MAX:
+    if m is None or m["tag"] != tag or not _TS_TEXT.fullmatch(m["ts"]):
+        raise bad
+    if not text_key and not (m["key"].isdigit() and len(m["key"]) <= 19 and int(m["key"]) <= _INT64_MAX):
         raise bad
     try:
         datetime.strptime(m["ts"], "%Y-%m-%d %H:%M:%S.%f")
     except ValueError:
         raise bad from None
-    return _Position(m["ts"], int(m["key"]))
+    return m["ts"], (m["key"] if text_key else int(m["key"]))
+
+
+def _encode_cursor(tag: str, pos: _Position) -> str:
+    return encode_cursor(tag, pos.ts, pos.key)
+
+
+def _decode_cursor(tag: str, cursor: object) -> _Position:
+    ts, key = decode_cursor(tag, cursor)
+    return _Position(ts, int(key))
 
 
 # --- the keyset query ---------------------------------------------------------------

@@ -60,8 +60,9 @@ export function entryFacts(e) {
   ];
 }
 
-/** The entries table; `person: false` leaves the person column out (on that person's own page). */
-export function entryTable(items, { person = true, extraColumns = [] } = {}) {
+/** The entries table; `person: false` leaves the person column out (on that person's own page);
+ * `extraColumns` go after the time (the town's building); `snapshot: false` where none is kept (the town). */
+export function entryTable(items, { person = true, extraColumns = [], snapshot = true } = {}) {
   const columns = [
     { key: "ts", label: t("entries.col.time"), cell: (e) => formatTime(e.ts), cls: "nowrap" },
     ...extraColumns,
@@ -71,8 +72,8 @@ export function entryTable(items, { person = true, extraColumns = [] } = {}) {
     { key: "decision", label: t("entries.col.decision"), cell: (e) => badge("decision", e.decision) },
     { key: "reason", label: t("entries.col.reason"), cell: (e) => word("reason", e.reason) },
     { key: "card", label: t("entries.col.card"), cell: cardText },
-    { key: "snapshot", label: t("entries.col.snapshot"),
-      cell: (e) => snapshotButton("entries", e, entryFacts) },
+    snapshot ? { key: "snapshot", label: t("entries.col.snapshot"),
+      cell: (e) => snapshotButton("entries", e, entryFacts) } : null,
   ].filter(Boolean);
   return dataTable({ columns, rows: items, testid: "entries-table", rowTestid: "entry-row", empty: "entries.none",
     rowAttrs: (e) => ({ "data-id": e.id, "data-tenant": e.tenant_id || "", "data-decision": e.decision,

@@ -1,10 +1,11 @@
 // One message catalogue per language in /i18n/<lang>/: codes.json (reason, method, error, verdict,
-// role, alert words: the server's exports read the same file) and one file per part of the page.
+// role, alert words: the server's exports read the same file) and one file per part of the page
+// (town.json: the town platform's page).
 // The server's `message` stays for logs; the page shows the words it finds here by code.
 // Times: always in the gateway's own zone (from /me), with the zone shown.
 
 export const LANGS = ["zh-CN", "en"];
-const BUNDLES = ["codes", "page", "tenants", "ops"];
+const BUNDLES = ["codes", "page", "tenants", "ops", "town"];
 const LANG_KEY = "accessgw.lang";
 
 let lang = "zh-CN";

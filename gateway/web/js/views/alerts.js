@@ -37,7 +37,10 @@ function detailsText(details) {
       value: typeof v === "object" ? JSON.stringify(v) : v })).join(t("alerts.detailSep"));
 }
 
-export function render(root, ctx) {
+/** The town's page passes `opts`: extraFields / extraQuery() (its building filter), extraColumns (after the
+ * time), snapshot: false (it keeps no pictures). */
+export function render(root, ctx, opts = {}) {
+  const { extraFields = [], extraQuery = () => ({}), extraColumns = [], snapshot = true } = opts;
   const canAck = ["admin", "police", "operator"].includes(ctx.me.role);
   const kind = select([["", t("common.any")], ...codes("alert").map((k) => [k, word("alert", k)])], "",
     { "data-testid": "filter-kind" });
@@ -77,6 +80,7 @@ export function render(root, ctx) {
   function table(items) {
     const columns = [
       { key: "ts", label: t("alerts.col.time"), cell: (a) => formatTime(a.ts), cls: "nowrap" },
+      ...extraColumns,
       { key: "kind", label: t("alerts.col.kind"), cell: (a) => h("span", { "data-testid": "alert-kind" },
         word("alert", a.kind)) },
       { key: "severity", label: t("alerts.col.severity"), cell: (a) => h("span", {
@@ -90,9 +94,10 @@ export function render(root, ctx) {
         ? h("a", { href: "#/person/" + encodeURIComponent(a.tenant_id), "data-testid": "alert-person" }, a.tenant_id)
         : a.tenant_id || "") },
       { key: "details", label: t("alerts.col.details"), cell: (a) => detailsText(a.details) },
-      { key: "snapshot", label: t("alerts.col.snapshot"), cell: (a) => snapshotButton("alerts", a, alertFacts) },
+      snapshot ? { key: "snapshot", label: t("alerts.col.snapshot"),
+        cell: (a) => snapshotButton("alerts", a, alertFacts) } : null,
       { key: "ack", label: t("alerts.col.ack"), cell: ackCell },
-    ];
+    ].filter(Boolean);
     return dataTable({ columns, rows: items, testid: "alerts-table", rowTestid: "alert-row", empty: "alerts.none",
       rowAttrs: (a) => ({ "data-id": a.id, "data-kind": a.kind, "data-state": a.state,
         "data-acked": String(Boolean(a.acknowledged_at)) }) });
@@ -100,10 +105,10 @@ export function render(root, ctx) {
 
   const screen = pagedSearch({
     path: "/alerts", testid: "alerts", table,
-    filters: () => compact({ kind: kind.value, state: state.value, acknowledged: acked.value,
+    filters: () => compact({ ...extraQuery(), kind: kind.value, state: state.value, acknowledged: acked.value,
       door: door.value.trim(), ...range.query() }),
   });
-  const form = screen.form([field("alerts.col.kind", kind), field("alerts.col.state", state),
+  const form = screen.form([...extraFields, field("alerts.col.kind", kind), field("alerts.col.state", state),
     field("alerts.ackFilter", acked), field("alerts.doorFilter", door)], range);
   replace(root, h("h2", {}, t("alerts.heading")), form, screen.msg.node, screen.results);
   screen.search(0);

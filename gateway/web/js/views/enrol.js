@@ -18,7 +18,12 @@ export const nav = "nav.enrol";
 
 const MAX_CARDS = 8; // the API's limit (routes_enrolment.MAX_CARDS)
 
-export function render(root) {
+/**
+ * The town's page passes `opts.extra`: more of the tenant's fields (its building), {node, inputs: {key:
+ * input}, read() → {data, problems}}; their values join the tenant's, the API's problems find their inputs.
+ */
+export function render(root, ctx, opts = {}) {
+  const extra = opts.extra || { node: null, inputs: {}, read: () => ({ data: {}, problems: [] }) };
   const fields = tenantFields({ testid: "enrol" });
   fields.inputs.valid_from.value = today();
   const summary = problemSummary("enrol-problems");
@@ -93,7 +98,7 @@ export function render(root) {
     let m = /^tenant\.(\w+)$/.exec(name);
     if (m) {
       const key = m[1];
-      const input = fields.inputs[key];
+      const input = fields.inputs[key] || extra.inputs[key];
       const label = input ? fieldName(key) : t("enrol.person");
       let text;
       if (p.code === "conflict" && key === "id") text = t("tenants.problem.idTaken", { field: label });
@@ -134,7 +139,9 @@ export function render(root) {
     clearInvalid(form);
     msg.clear();
     picker.markUnchecked();
+    const more = extra.read();
     const { data, problems } = fields.read();
+    problems.unshift(...more.problems);
     const cards = readCards();
     problems.push(...cards.problems);
     const photos = picker.files();
@@ -145,7 +152,8 @@ export function render(root) {
       summary.show("enrol.checkFirst", problems);
       return;
     }
-    const tenant = { id: data.id, name: data.name, permit_number: data.permit_number, valid_to: data.valid_to };
+    const tenant = { ...more.data, id: data.id, name: data.name, permit_number: data.permit_number,
+      valid_to: data.valid_to };
     if (data.valid_from) tenant.valid_from = data.valid_from;
     if (data.room) tenant.room = data.room;
     const body = new FormData();
@@ -180,7 +188,7 @@ export function render(root) {
 
   const form = h("form", { class: "card-box enrol-form", novalidate: true, "data-testid": "enrol-form",
     onsubmit: send },
-  h("fieldset", {}, h("legend", {}, t("enrol.person")), fields.node),
+  h("fieldset", {}, h("legend", {}, t("enrol.person")), extra.node, fields.node),
   h("fieldset", { "data-testid": "enrol-cards-set" }, h("legend", {}, t("enrol.cards")),
     h("p", { class: "muted" }, t("enrol.cardsHint")), cardRows, h("div", { class: "actions" }, addCard)),
   h("fieldset", {}, h("legend", {}, t("enrol.photos")), picker.node),

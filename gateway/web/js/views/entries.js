@@ -12,7 +12,12 @@ export const route = "entries";
 export const roles = ["police", "admin"];
 export const nav = "nav.entries";
 
-export function render(root, ctx) {
+/**
+ * The screen; the town's page passes `opts`: extraFields (field nodes before the others), extraQuery()
+ * (their query values), table: {extraColumns, snapshot} for entryTable, perHour: false (no chart).
+ */
+export function render(root, ctx, opts = {}) {
+  const { extraFields = [], extraQuery = () => ({}), table = {}, perHour: chart = true } = opts;
   const personInput = h("input", { type: "search", maxlength: 64, "data-testid": "filter-person",
     value: ctx.query.get("person") || "" });
   const doorInput = h("input", { maxlength: 64, "data-testid": "filter-door" });
@@ -24,19 +29,20 @@ export function render(root, ctx) {
     { "data-testid": "filter-reason" });
   const range = timeRange({ onPreset: () => screen.search(0), testid: "entries-range" });
   const screen = pagedSearch({
-    path: "/entries", testid: "entries", exportPath: "/entries", table: (items) => entryTable(items),
-    filters: () => compact({ person: personInput.value.trim(), door: doorInput.value.trim(), method: method.value,
-      decision: decision.value, reason: reason.value, ...range.query() }),
+    path: "/entries", testid: "entries", exportPath: "/entries", table: (items) => entryTable(items, table),
+    filters: () => compact({ ...extraQuery(), person: personInput.value.trim(), door: doorInput.value.trim(),
+      method: method.value, decision: decision.value, reason: reason.value, ...range.query() }),
     onPage: (page, f, msg) => {
-      if (page.hint === "no_person") msg.error("entries.noPerson", { text: f.person });
+      if (page.hint === "no_person") msg.error("entries.noPerson", { text: f.person || f.permit }); // the town's permit
       else if (page.hint) msg.info("hint." + page.hint); // e.g. many_people: only the first ones searched
     },
   });
-  const form = screen.form([
+  const form = screen.form([...extraFields,
     field("entries.person", personInput, { hint: "entries.personHint", wide: true }),
     field("entries.col.door", doorInput), field("entries.col.method", method),
     field("entries.col.decision", decision), field("entries.col.reason", reason)], range);
-  replace(root, h("h2", {}, t("entries.heading")), form, screen.exports, screen.msg.node, screen.results, perHour());
+  replace(root, h("h2", {}, t("entries.heading")), form, screen.exports, screen.msg.node, screen.results,
+    chart ? perHour() : null);
   screen.search(0);
 }
 

@@ -22,7 +22,11 @@ export const nav = null;
 const ENTRY_LIMIT = 20;
 const EDITABLE = ["name", "permit_number", "room", "valid_from", "valid_to"];
 
-export function render(root, ctx) {
+/**
+ * The town's page passes `opts`: facts(tenant) → more [key, label, value] rows after the id (the
+ * building), entryTable: options of the person's entries table (a building column, no snapshots).
+ */
+export function render(root, ctx, opts = {}) {
   const id = ctx.params[0] || "";
   const admin = ctx.me.role === "admin";
   const police = ctx.me.role === "police";
@@ -36,7 +40,7 @@ export function render(root, ctx) {
     if (state.gone) return;
     msg.clear();
     state.tenant = tenant;
-    build(root, ctx, state, { heading, msg, admin, police });
+    build(root, ctx, state, { heading, msg, admin, police, opts });
     if (ctx.query.get("new")) msg.ok("person.new", { name: tenant.name });
   }).catch((err) => {
     if (state.gone || err.handled) return;
@@ -56,7 +60,7 @@ export function render(root, ctx) {
   };
 }
 
-function build(root, ctx, state, { heading, msg, admin, police }) {
+function build(root, ctx, state, { heading, msg, admin, police, opts }) {
   const id = state.tenant.id;
   const path = `/tenants/${enc(id)}`;
   const statusLine = h("p", { class: "person-badges", "data-testid": "person-badges" });
@@ -77,6 +81,7 @@ function build(root, ctx, state, { heading, msg, admin, police }) {
     const row = (key, label, ...value) => [h("dt", {}, label), h("dd", { "data-testid": "person-" + key }, ...value)];
     replace(facts,
       row("id", fieldName("id"), tenant.id),
+      (opts.facts ? opts.facts(tenant) : []).map(([key, label, value]) => row(key, label, value)),
       row("name-value", fieldName("name"), tenant.name),
       row("permit", fieldName("permit_number"), tenant.permit_number),
       row("room", fieldName("room"), tenant.room || h("span", { class: "muted" }, "—")),
@@ -317,7 +322,7 @@ function build(root, ctx, state, { heading, msg, admin, police }) {
       replace(entriesBox,
         pager({ total: page.total ?? page.items.length, capped: page.total_capped, offset, limit: ENTRY_LIMIT,
           onGo: loadEntries, testid: "person-entries-pager" }),
-        entryTable(page.items, { person: false }));
+        entryTable(page.items, { person: false, ...(opts.entryTable || {}) }));
     } catch (err) {
       if (!err.handled && !state.gone) entriesLine.error(err);
     } finally {

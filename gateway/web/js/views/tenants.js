@@ -15,7 +15,10 @@ export const nav = "nav.tenants";
 
 const LIMIT = 20;
 
-export function render(root, ctx) {
+/** The town's page passes `opts`: extraFields / extraQuery() (its building filter), extraColumns (after the
+ * name: the building). */
+export function render(root, ctx, opts = {}) {
+  const { extraFields = [], extraQuery = () => ({}), extraColumns = [] } = opts;
   const admin = ctx.me.role === "admin";
   const q = h("input", { type: "search", maxlength: 100, "data-testid": "tenants-q", value: ctx.query.get("q") || "" });
   const status = select([["", t("common.any")], ...codes("status").map((s) => [s, word("status", s)])],
@@ -32,8 +35,8 @@ export function render(root, ctx) {
     offset = at;
     if (!after) msg.info("common.loading");
     try {
-      const page = await call("GET", "/tenants", { query: compact({ q: q.value.trim(), status: status.value,
-        limit: LIMIT, offset: at }) });
+      const page = await call("GET", "/tenants", { query: compact({ ...extraQuery(), q: q.value.trim(),
+        status: status.value, limit: LIMIT, offset: at }) });
       if (gone) return;
       if (!after) msg.clear();
       replace(results,
@@ -69,6 +72,7 @@ export function render(root, ctx) {
         h("a", { href: "#/person/" + encodeURIComponent(p.id), "data-testid": "tenant-link" }, p.name),
         p.watchlist ? [" ", h("span", { class: "badge bad", "data-testid": "tenant-watch" }, t("tenants.watchBadge"))]
           : null) },
+      ...extraColumns,
       { key: "id", label: t("tenants.col.id") },
       { key: "room", label: t("tenants.col.room") },
       { key: "permit_number", label: t("tenants.col.permit") },
@@ -91,7 +95,7 @@ export function render(root, ctx) {
       e.preventDefault();
       load(0);
     } },
-  h("div", { class: "grid" },
+  h("div", { class: "grid" }, ...extraFields,
     field("tenants.search", q, { hint: "tenants.searchHint", wide: true }),
     field("tenants.status", status)),
   h("div", { class: "actions" },

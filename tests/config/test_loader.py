@@ -371,3 +371,18 @@ def test_unknown_tag(tmp_path):
     assert problems_of(path) == [
         f"{path}:3: mqtt.host: cannot read value: could not determine a constructor for the tag '!secret'"
     ]
+
+
+TOWN_EXAMPLE = EXAMPLE.with_name("town.example.yaml")
+
+
+def test_the_town_example_loads_and_names_its_missing_secret(tmp_path: Path) -> None:
+    from config.loader import load_town_config
+
+    cfg = load_town_config(TOWN_EXAMPLE, environ={"town_db_password": "pw", "CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert cfg.instance == "town-1" and cfg.mqtt.share_group == "platform" and cfg.api.port == 8090
+    assert cfg.database_url is not None and ":pw@" in cfg.database_url.get_secret_value()
+    assert cfg.mqtt.key_file == tmp_path / "mqtt_client_key" and cfg.recognition.landmarks == 68
+    with pytest.raises(ConfigError) as err:
+        load_town_config(TOWN_EXAMPLE, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert "database_url: ${town_db_password} is not set" in str(err.value)

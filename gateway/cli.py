@@ -118,13 +118,43 @@ def main() -> None:
     os.umask(0o077)
 
 
+def parse_host_port(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, int] | None:
+    """HOST:PORT (a bare PORT means 127.0.0.1) as (host, port)."""
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT")
+    return (host.strip("[]") if sep and host else "127.0.0.1"), int(port)
+
+
+SIMULATE_ONLY = ("data_dir", "gateway_id", "api_port", "broker", "platform_key", "demo_tenant")
+
+
 @main.command()
 @config_option
 @click.option("--simulate", is_flag=True, help="Embedded default: simulated reader and relay board on ptys.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="With --simulate: where data lives.")
+@click.option("--gateway-id", default="sim-0001", show_default=True, help="With --simulate: this gateway's id.")
+@click.option("--api-port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="With --simulate: the web page and API port (on 127.0.0.1).")  # fmt: skip
+@click.option("--broker", default="127.0.0.1:1883", show_default=True, callback=parse_host_port,
+              help="With --simulate: the MQTT broker, HOST:PORT.")  # fmt: skip
+@click.option("--platform-key", default=None,
+              help="With --simulate: the town platform's public key (`accessgw town key`); default: the "
+              "simulation's own (var/sim/platform.key), which `accessgw simulate roster` signs with.")  # fmt: skip
+@click.option("--demo-tenant/--no-demo-tenant", default=True, show_default=True,
+              help="With --simulate: enrol demo-001 (card 12345678) here and swipe it 2 s after start.")  # fmt: skip
 @click.option("-v", "--verbose", is_flag=True)
-def run(config_path: str, simulate: bool, data_dir: Path | None, verbose: bool) -> None:
+@click.pass_context
+def run(ctx: click.Context, config_path: str, simulate: bool, data_dir: Path | None, gateway_id: str, api_port: int,
+        broker: tuple[str, int], platform_key: str | None, demo_tenant: bool, verbose: bool) -> None:  # fmt: skip
     """Run the gateway until SIGTERM or Ctrl-C."""
+    if not simulate:
+        given = [f"--{name.replace('_', '-')}" for name in SIMULATE_ONLY
+                 if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]  # fmt: skip
+        if given:
+            fail(f"{', '.join(given)}: only with --simulate")
     setup_logging(verbose)
     from gateway.priorities import door_first
 
@@ -133,11 +163,18 @@ def run(config_path: str, simulate: bool, data_dir: Path | None, verbose: bool) 
 
     hardware = None
     if simulate:
+        from pydantic import ValidationError
+
         from gateway.simulation import DEMO_CARD, SimulatedHardware, seed_demo_roster, simulation_config, write_config
 
-        cfg = simulation_config(data_dir or Path("var"))
+        try:
+            cfg = simulation_config(data_dir or Path("var"), gateway_id, api_port=api_port, broker=broker,
+                                    platform_public_key=platform_key)  # fmt: skip
+        except ValidationError as exc:
+            fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
         logging.getLogger("accessgw").info("simulation config written to %s", write_config(cfg))
-        seed_demo_roster(cfg)
+        if demo_tenant:
+            seed_demo_roster(cfg)
         hardware = SimulatedHardware(cfg)
         hardware.start()
     else:
@@ -145,7 +182,7 @@ def run(config_path: str, simulate: bool, data_dir: Path | None, verbose: bool) 
     gateway = Gateway(cfg)
 
     def first_swipe() -> None:
-        if hardware is not None and hardware.reader is not None:
+        if demo_tenant and hardware is not None and hardware.reader is not None:
             logging.getLogger("accessgw").info("simulation: swiping demo card %s in 2 s", DEMO_CARD)
             asyncio.get_running_loop().call_later(2.0, hardware.reader.swipe, DEMO_CARD, 34)
 

@@ -56,15 +56,25 @@ def platform_key(data_dir: Path) -> SigningKey:
     return key
 
 
-def simulation_config(data_dir: Path, gateway_id: str = "sim-0001") -> GatewayConfig:
+def simulation_config(
+    data_dir: Path,
+    gateway_id: str = "sim-0001",
+    *,
+    api_port: int = 8080,
+    broker: tuple[str, int] = ("127.0.0.1", 1883),
+    platform_public_key: str | None = None,
+) -> GatewayConfig:
+    """The embedded config. `platform_public_key`: a real town's key (`accessgw town demo`); unset, the
+    simulation's own (sim/platform.key, made here), with which `accessgw simulate roster` signs."""
     ports = sim_dir(data_dir)
-    public = base64.b64encode(bytes(platform_key(data_dir).verify_key)).decode("ascii")
+    public = platform_public_key or base64.b64encode(bytes(platform_key(data_dir).verify_key)).decode("ascii")
     return GatewayConfig.model_validate(
         {
             "gateway_id": gateway_id,
             "sync": {"platform_public_key": public},
             "data_dir": str(Path(data_dir).resolve()),
-            "mqtt": {"host": "127.0.0.1", "port": 1883, "reconnect_max_s": 10},
+            "mqtt": {"host": broker[0], "port": broker[1], "reconnect_max_s": 10},
+            "api": {"port": api_port},
             "readers": [{"id": "r1", "protocol": "wiegand-text", "port": str(ports / "reader-gw"), "baudrate": 9600}],
             "io_modules": [
                 {"id": "io1", "protocol": "modbus-rtu", "port": str(ports / "io-gw"), "baudrate": 38400, "unit": 1}

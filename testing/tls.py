@@ -98,6 +98,7 @@ class TlsMosquitto(Mosquitto):
         ):
             assert shipped in text, f"the shipped mosquitto config no longer has {shipped!r}"
             text = text.replace(shipped, here)
-        # Test-only: no persistence, a log to read; `user root` keeps a root-started broker able to read the keys.
-        text += f"\nlog_dest file {self.log}\nlog_type all\nuser root\n"
+        # Test-only: no persistence (the shipped `persistence true` would write ./mosquitto.db and read it back at
+        # the next run), a log to read; `user root` keeps a root-started broker able to read the keys.
+        text += f"\npersistence false\nlog_dest file {self.log}\nlog_type all\nuser root\n"
         self.conf.write_text(text)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -40,6 +41,12 @@ def _card(ctx: click.Context, param: click.Parameter, value: str) -> int:
     from gateway.cli import parse_card_number
 
     return parse_card_number(ctx, param, value)
+
+
+def _host_port(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, int] | None:
+    from gateway.cli import parse_host_port
+
+    return parse_host_port(ctx, param, value)
 
 
 config_option = click.option(
@@ -100,6 +107,26 @@ def run(config_path: str, verbose: bool) -> None:
     cfg = read_config(config_path)
     setup_logging(verbose)
     TownService(cfg).run()
+
+
+@town.command("demo")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/town-demo"),
+              show_default=True, help="Where the town, the buildings, the broker and the logs keep data.")  # fmt: skip
+@click.option("--broker", default=None, metavar="HOST:PORT", callback=_host_port,
+              help="Use this running broker (plain MQTT, anonymous) instead of starting mosquitto.")  # fmt: skip
+@click.option("--town-port", type=click.IntRange(1, 65535), default=8090, show_default=True,
+              help="The town's page and API on 127.0.0.1.")  # fmt: skip
+@click.option("--base-port", type=click.IntRange(1, 65534), default=8081, show_default=True,
+              help="demo-a's page and API on 127.0.0.1; demo-b's is the next port.")  # fmt: skip
+def demo(data_dir: Path, broker: tuple[str, int] | None, town_port: int, base_port: int) -> None:
+    """A town with two simulated buildings (demo-a, demo-b) on this machine, on SQLite, until Ctrl-C.
+
+    Starts mosquitto (unless --broker), the town and the two buildings as child processes, enrols a demo
+    tenant with a card per building at the town, swipes each card once, and prints the pages' addresses
+    and admin tokens. Ctrl-C or SIGTERM stops them all (exit 0)."""
+    from town.demo import TownDemo
+
+    sys.exit(TownDemo(data_dir, broker=broker, town_port=town_port, base_port=base_port).run())
 
 
 @town.command("key")

@@ -7,6 +7,24 @@ import pytest
 
 from testing.peers import Mosquitto
 
+# Tests that measure time (latencies, CPU shares, "within a second"): `.ci/run` runs them alone first,
+# then the rest two at a time (pytest-xdist), so a neighbour test never skews a measurement.
+TIMED = (
+    "tests/drivers/",
+    "tests/gateway/test_face_e2e.py",
+    "tests/gateway/test_card_e2e.py",
+    "tests/gateway/test_door_under_load.py",
+    "tests/gateway/test_roster_e2e.py",
+    "tests/gateway/test_doors.py",
+    "tests/recognition/test_pipeline.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(TIMED):
+            item.add_marker(pytest.mark.timed)
+
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:

@@ -183,7 +183,7 @@ class GatewayProcess:
             )  # fmt: skip
         return self.proc
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 60) -> None:
         """Until this start's "running:" line is in the log and /api/v1/health answers 200."""
 
         def alive() -> None:
@@ -209,7 +209,7 @@ class GatewayProcess:
                 raise  # alive() said so, with the log
             raise AssertionError(f"{exc}\n{self.log_tail()}") from None
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 60) -> None:
         self.spawn()
         self.wait_ready(timeout)
 

@@ -49,7 +49,7 @@ class TownProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 60) -> None:
         runs_before = self.log().count("running:")
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "town", "run", "--config",

@@ -7,8 +7,8 @@ import pytest
 
 from testing.peers import Mosquitto
 
-# Tests that measure time (latencies, CPU shares, "within a second"): `.ci/run` runs them alone first,
-# then the rest two at a time (pytest-xdist), so a neighbour test never skews a measurement.
+# Tests that measure time (latencies, CPU shares, "within a second"): on a machine with cores to spare,
+# run `-m timed` alone and the rest with `-n 2` (pytest-xdist), so a neighbour never skews a measurement.
 TIMED = (
     "tests/drivers/",
     "tests/gateway/test_face_e2e.py",

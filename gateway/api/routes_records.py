@@ -238,9 +238,7 @@ def entry_snapshot(entry_id: str, request: Request, caller: Caller = Depends(REA
     return _snapshot(request, caller, Entry, entry_id, "entries")
 
 
-@router.get("/alerts", response_model=Page, tags=["alerts"])
-def alerts(
-    request: Request,
+def alert_filter(
     since: datetime | None = None,
     until: datetime | None = None,
     kind: Text = None,
@@ -249,6 +247,30 @@ def alerts(
     camera: Text = None,
     tenant_id: Text = None,
     acknowledged: bool | None = None,
+    caller: Caller = Depends(ACKERS),
+) -> AlertFilter:
+    """The alert search's filters, with the operator rule: no watch-list hits, no search by person
+    (shared by the gateway's and the town's /alerts)."""
+    operator = caller.role == "operator"
+    if operator and tenant_id is not None:
+        raise ApiError(403, "forbidden", "operators cannot search alerts by person")
+    return AlertFilter(since=_aware(since, "since"), until=_aware(until, "until"), kind=kind, state=state, door=door,
+                       camera=camera, tenant_id=tenant_id, acknowledged=acknowledged,
+                       hidden_kinds=OPERATOR_HIDDEN_KINDS if operator else None)  # fmt: skip
+
+
+def alert_page(page: QueryPage, caller: Caller) -> Page:
+    """A page of alerts as `caller` may see it (operators: without the person)."""
+    shown = _page(page)
+    if caller.role == "operator":
+        shown.items = [_for_operator(item) for item in shown.items]
+    return shown
+
+
+@router.get("/alerts", response_model=Page, tags=["alerts"])
+def alerts(
+    request: Request,
+    f: AlertFilter = Depends(alert_filter),
     cursor: Cursor = None,
     offset: Offset = None,
     limit: Limit = 50,
@@ -257,12 +279,6 @@ def alerts(
 ) -> Page:
     """Alerts, newest first. Operators see every kind but watch-list hits, without the person."""
     _paging(cursor, offset)
-    operator = caller.role == "operator"
-    if operator and tenant_id is not None:
-        raise ApiError(403, "forbidden", "operators cannot search alerts by person")
-    f = AlertFilter(since=_aware(since, "since"), until=_aware(until, "until"), kind=kind, state=state, door=door,
-                    camera=camera, tenant_id=tenant_id, acknowledged=acknowledged,
-                    hidden_kinds=OPERATOR_HIDDEN_KINDS if operator else None)  # fmt: skip
     with searching(request), _session(request) as s:
         try:
             page = search_alerts(s, f, cursor=cursor, limit=limit, offset=offset, with_total=with_total)
@@ -270,10 +286,7 @@ def alerts(
             raise ApiError(422, "invalid_request", str(exc)) from None
     shown = _as_dict(f) | {"cursor": cursor, "offset": offset, "limit": limit, "with_total": with_total or None}
     _audit_read(request, caller, "alerts.search", shown, len(page.items))
-    shown_page = _page(page)
-    if operator:
-        shown_page.items = [_for_operator(item) for item in shown_page.items]
-    return shown_page
+    return alert_page(page, caller)
 
 
 @router.post("/alerts/{alert_id}/ack", tags=["alerts"])

@@ -30,15 +30,14 @@ from gateway.api.routes_records import (
     _as_dict,
     _audit_filter,
     _audit_read,
-    _aware,
     _entry_filter,
     _export_details,
-    _for_operator,
     _page,
     _paging,
     _wording,
+    alert_filter,
+    alert_page,
 )
-from gateway.api.schemas import AlertState
 from gateway.store.audit import audit
 from gateway.store.queries import AuditFilter, EntryFilter
 from town.api import queries
@@ -172,15 +171,8 @@ def person(
 @router.get("/alerts", response_model=Page, tags=["alerts"])
 def alerts(
     request: Request,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    f: AlertFilter = Depends(alert_filter),
     gateway_id: Text = None,
-    kind: Text = None,
-    state: AlertState | None = None,
-    door: Text = None,
-    camera: Text = None,
-    tenant_id: Text = None,
-    acknowledged: bool | None = None,
     cursor: Cursor = None,
     offset: Offset = None,
     limit: Limit = 50,
@@ -189,12 +181,6 @@ def alerts(
 ) -> Page:
     """Alerts of every building, newest first. Operators see every kind but watch-list hits, without the person."""
     _paging(cursor, offset)
-    operator = caller.role == "operator"
-    if operator and tenant_id is not None:
-        raise ApiError(403, "forbidden", "operators cannot search alerts by person")
-    f = AlertFilter(since=_aware(since, "since"), until=_aware(until, "until"), kind=kind, state=state, door=door,
-                    camera=camera, tenant_id=tenant_id, acknowledged=acknowledged,
-                    hidden_kinds=OPERATOR_HIDDEN_KINDS if operator else None)  # fmt: skip
     with searching(request), _session(request) as s:
         try:
             page = queries.search_alerts(s, f, gateway_id=gateway_id, cursor=cursor, limit=limit, offset=offset,
@@ -204,10 +190,7 @@ def alerts(
     shown = _as_dict(f) | {"gateway_id": gateway_id, "cursor": cursor, "offset": offset, "limit": limit,
                            "with_total": with_total or None}  # fmt: skip
     _audit_read(request, caller, "alerts.search", shown, len(page.items))
-    shown_page = _page(page)
-    if operator:
-        shown_page.items = [_for_operator(item) for item in shown_page.items]
-    return shown_page
+    return alert_page(page, caller)
 
 
 @router.post("/alerts/{alert_id}/ack", tags=["alerts"])

@@ -35,7 +35,8 @@ def _tenant(raw: str) -> tuple[TenantIn | None, list[dict[str, Any]]]:
                       for e in exc.errors()]  # fmt: skip
 
 
-def _cards(raw: str) -> tuple[list[int], list[dict[str, Any]]]:
+def parse_cards(raw: str) -> tuple[list[int], list[dict[str, Any]]]:
+    """The `cards` form field (a JSON list) as card numbers, and every problem with it (also the town's)."""
     try:
         values = json.loads(raw or "[]")
     except ValueError:
@@ -68,7 +69,7 @@ async def enrol(
 ) -> TenantOut:
     """Create a tenant with their cards and face photos in one transaction: all stored, or none."""
     new, problems = _tenant(tenant)
-    numbers, card_problems = _cards(cards)
+    numbers, card_problems = parse_cards(cards)
     problems += card_problems
     if len(photos) > MAX_PHOTOS:
         problems.append({"field": "photos", "code": "invalid", "message": f"at most {MAX_PHOTOS} photos"})

@@ -7,7 +7,6 @@ Photos are checked in the gateway API's worker process (gateway.api.photo_checks
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 from gateway.api.auth import Caller, require
 from gateway.api.errors import ApiError
 from gateway.api.limits import searching
+from gateway.api.routes_enrolment import parse_cards
 from gateway.api.routes_records import _audit_read
 from gateway.api.routes_roster import MAX_PHOTO_BYTES
 from gateway.api.schemas import CardIn, FacesOut, PhotoVerdictOut, ReasonIn, TenantStatus
@@ -34,7 +34,6 @@ from town.store.models import TownCard, TownTenant
 router = APIRouter(tags=["register"])
 ADMIN = require("admin")
 READERS = require("admin", "police")
-MAX_CARDS = 8
 _STATUS = {404: "not_found", 409: "conflict", 422: "invalid_request"}
 _CODES = {"not_found": 404, "conflict": 409, "invalid": 422}
 
@@ -253,24 +252,6 @@ def _problems_of(exc: ValidationError, prefix: str) -> list[dict[str, Any]]:
             for e in exc.errors()]  # fmt: skip
 
 
-def _cards(raw: str) -> tuple[list[int], list[dict[str, Any]]]:
-    try:
-        values = json.loads(raw or "[]")
-    except ValueError:
-        return [], [{"field": "cards", "code": "invalid", "message": "cards must be a JSON list of card numbers"}]
-    if not isinstance(values, list) or len(values) > MAX_CARDS:
-        return [], [{"field": "cards", "code": "invalid", "message": f"cards must be a list of at most {MAX_CARDS}"}]
-    numbers, problems = [], []
-    for i, value in enumerate(values):
-        try:
-            numbers.append(CardIn(number=value).number)
-        except ValidationError:
-            problems.append({"field": f"cards[{i}]", "code": "invalid", "message": "a card number is a 32-bit integer"})
-    if len(set(numbers)) != len(numbers):
-        problems.append({"field": "cards", "code": "invalid", "message": "a card number is given twice"})
-    return numbers, problems
-
-
 def _conflicts(s: Session, new: TownTenantIn, numbers: list[int]) -> list[dict[str, Any]]:
     found = []
     if s.get(TownTenant, new.id) is not None:
@@ -307,7 +288,7 @@ async def enrol(
         new = TownTenantIn.model_validate_json(tenant)
     except ValidationError as exc:
         problems += _problems_of(exc, "tenant.")
-    numbers, card_problems = _cards(cards)
+    numbers, card_problems = parse_cards(cards)
     problems += card_problems
     if len(photos) > MAX_PHOTOS:
         problems.append({"field": "photos", "code": "invalid", "message": f"at most {MAX_PHOTOS} photos"})

@@ -54,6 +54,7 @@ class FleetSpec:
     broker_port: int
     root: Path  # each gateway's store in root/<gateway_id>
     platform_key: str | None = None  # base64 public key (sync.platform_public_key); None: only `state` requests
+    receipts: bool = True  # sync.keep_until_receipt (needs platform_key): rows leave at the town's receipt
     base_topic: str = "accessgw"
     state_interval_s: float = 60.0  # the gateway's default (mqtt.state_interval_s)
     keepalive_s: int = 30
@@ -75,14 +76,14 @@ class SimGateway:
     """One gateway's store, journal, link, pump and request handling (see the module's docstring)."""
 
     def __init__(self, gateway_id: str, spec: FleetSpec) -> None:
-        from config.models import MqttConfig
+        from config.models import MqttConfig, SyncConfig
         from gateway.health import Health
         from gateway.platform_requests import PlatformRequests, RosterRequests
         from gateway.store.db import open_store
         from gateway.store.journal import SqlOutbox
         from gateway.store.replay import SqlReplayMemory
         from sync.commands import CommandRouter, RequestGuard
-        from sync.outbox import OutboxPump
+        from sync.outbox import OutboxPump, receipt_policy
         from sync.signing import public_key
         from sync.topics import Topics
 
@@ -91,7 +92,9 @@ class SimGateway:
         self.engine, self.sessions = open_store(spec.root / gateway_id)
         self.topics = Topics(spec.base_topic, gateway_id)
         self.outbox = SqlOutbox(self.sessions)
-        self.pump = OutboxPump(self.outbox, self.topics.under)
+        receipts = spec.receipts and spec.platform_key is not None
+        sync = SyncConfig(platform_public_key=spec.platform_key, keep_until_receipt=receipts)
+        self.pump = OutboxPump(self.outbox, self.topics.under, receipts=receipt_policy(sync, gateway_id))
         self.health = Health()
         key = public_key(spec.platform_key) if spec.platform_key else None
         self.router = CommandRouter(self._respond, RequestGuard(key, SqlReplayMemory(self.engine)))
@@ -158,17 +161,14 @@ class SimGateway:
 
         link = MqttLink(self.mqtt_cfg, self.topics, LinkCallbacks(
             on_connected=self._on_link_up, on_disconnected=lambda reason: self.pump.on_disconnected(),
-            on_ack=self.pump.on_ack, on_message=self._on_message))  # fmt: skip
+            on_ack=self.pump.on_ack, on_message=self._on_message, on_receipt=self.pump.on_receipt))  # fmt: skip
         self.link = link
         self.pump.attach(link)
         link.start()
 
     def disconnect(self) -> None:
         if self.link is not None:
-            try:
-                self.link.stop(publish_offline=True)
-            except AttributeError:  # paho's loop_stop() races its own thread clearing `_thread` (join on None)
-                pass
+            self.link.stop(publish_offline=True)
             self.pump.on_disconnected()
 
     @property

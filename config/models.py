@@ -64,6 +64,14 @@ class SyncConfig(Strict):
         "unset: only `state` requests are accepted",
     )
     max_skew_s: float = Field(300, gt=0, le=86400, title="A signed request's issued_at may differ this much")
+    keep_until_receipt: bool = Field(
+        False,
+        title="Keep each event in the outbox until the town's signed receipt names it, not only until the "
+        "broker's PUBACK (a broker restart or crash then loses nothing); needs platform_public_key",
+    )
+    receipt_timeout_s: float = Field(
+        30, ge=1, le=3600, title="Events without a receipt this long are sent again (the wait doubles, up to 10 min)"
+    )
 
     @field_validator("platform_public_key")
     @classmethod
@@ -76,6 +84,12 @@ class SyncConfig(Strict):
             if len(raw) != 32:
                 raise ValueError(f"an Ed25519 public key is 32 bytes, this is {len(raw)}")
         return value
+
+    @model_validator(mode="after")
+    def _receipts_need_the_key(self) -> SyncConfig:
+        if self.keep_until_receipt and self.platform_public_key is None:
+            raise ValueError("keep_until_receipt needs platform_public_key (receipts are signed by the town)")
+        return self
 
 
 class ApiConfig(Strict):

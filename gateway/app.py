@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from gateway.vision import Vision
 from sync.commands import CommandRouter, RequestGuard
 from sync.mqtt_client import LinkCallbacks, MqttLink
-from sync.outbox import OutboxPump
+from sync.outbox import OutboxPump, receipt_policy
 from sync.signing import public_key
 from sync.topics import Topics
 
@@ -65,7 +65,7 @@ class Gateway:
         self.health = Health()
         self.topics = Topics(cfg.mqtt.base_topic, cfg.gateway_id)
         self.outbox = SqlOutbox(self.sessions)
-        self.pump = OutboxPump(self.outbox, self.topics.under)
+        self.pump = OutboxPump(self.outbox, self.topics.under, receipts=receipt_policy(cfg.sync, cfg.gateway_id))
         key = public_key(cfg.sync.platform_public_key) if cfg.sync.platform_public_key else None
         guard = RequestGuard(key, SqlReplayMemory(self.engine), cfg.sync.max_skew_s)
         self.router = CommandRouter(self._respond, guard)
@@ -77,6 +77,7 @@ class Gateway:
                 on_disconnected=lambda reason: self.pump.on_disconnected(),
                 on_ack=self.pump.on_ack,
                 on_message=self._on_mqtt_message,
+                on_receipt=self.pump.on_receipt,
             ),
         )
         self.pump.attach(self.link)

@@ -71,7 +71,8 @@ def simulation_config(
     return GatewayConfig.model_validate(
         {
             "gateway_id": gateway_id,
-            "sync": {"platform_public_key": public},
+            # Under a real town (`accessgw town demo`) rows wait for its receipts; the simulation's own key has none.
+            "sync": {"platform_public_key": public, "keep_until_receipt": platform_public_key is not None},
             "data_dir": str(Path(data_dir).resolve()),
             "mqtt": {"host": broker[0], "port": broker[1], "reconnect_max_s": 10},
             "api": {"port": api_port},

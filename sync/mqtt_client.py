@@ -29,6 +29,7 @@ class LinkCallbacks:
     on_disconnected: Callable[[str], None] = lambda reason: None
     on_ack: Callable[[int], None] = lambda mid: None
     on_message: Callable[[str, bytes, bool], None] = lambda topic, payload, retained: None
+    on_receipt: Callable[[bytes], None] = lambda payload: None  # the town's receipts (sync.receipts)
 
 
 class _BrokerSession:
@@ -117,7 +118,10 @@ class _BrokerSession:
 
     def _close(self) -> None:
         self._client.disconnect()
-        self._client.loop_stop()
+        try:
+            self._client.loop_stop()
+        except AttributeError:  # paho 2.x: loop_stop() races its own thread clearing `_thread` (join on None)
+            pass
         self._connected.clear()
 
     def _connect_refused(self, reason: object) -> bool:
@@ -197,7 +201,8 @@ class MqttLink(_BrokerSession):
     def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason: object, props: object) -> None:
         if self._connect_refused(reason):
             return
-        client.subscribe(self._topics.requests, qos=1)  # "online" follows its SUBACK: ready for requests
+        # "online" follows the SUBACK: ready for requests (and receipts)
+        client.subscribe([(self._topics.requests, 1), (self._topics.receipt, 1)])
         self._connected_now()
         self._cb.on_connected()
 
@@ -214,6 +219,10 @@ class MqttLink(_BrokerSession):
         self._cb.on_ack(mid)
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        if msg.topic == self._topics.receipt:
+            if not msg.retain:  # a retained receipt is old news
+                self._cb.on_receipt(bytes(msg.payload))
+            return
         self._cb.on_message(msg.topic, msg.payload, bool(msg.retain))
 
 

@@ -1,4 +1,5 @@
-"""Publishes the outbox in `seq` order with QoS 1; a row leaves only on PUBACK.
+"""Publishes the outbox in `seq` order with QoS 1; a row leaves on PUBACK, or, with receipts
+(`sync.keep_until_receipt`, sync.receipts), only once the town's signed receipt names it.
 
 The store is reached through `OutboxStore` (implemented by the gateway's
 SQLite store), so this package never imports the gateway.
@@ -8,9 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from nacl.signing import VerifyKey
+
+from config.models import SyncConfig
+from sync.receipts import ReceiptError, receipted_seqs
+from sync.signing import public_key
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +43,28 @@ class Publisher(Protocol):
     def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False) -> int | None: ...
 
 
+@dataclass(frozen=True)
+class ReceiptPolicy:
+    """Keep rows until the town's receipt (sync.receipts); send again what gets none in `timeout_s`."""
+
+    key: VerifyKey
+    gateway_id: str
+    timeout_s: float = 30.0  # doubled at each silent round, up to max_timeout_s; back to this at a receipt
+    max_timeout_s: float = 600.0
+    max_skew_s: float = 300.0
+    max_waiting: int = 5000  # rows sent and not yet receipted; beyond, sending waits
+
+
+def receipt_policy(sync: SyncConfig, gateway_id: str) -> ReceiptPolicy | None:
+    """The gateway's receipt rules from its `sync` config; None: rows leave at the broker's PUBACK."""
+    if not sync.keep_until_receipt or sync.platform_public_key is None:
+        return None
+    return ReceiptPolicy(public_key(sync.platform_public_key), gateway_id, sync.receipt_timeout_s,
+                         max_skew_s=sync.max_skew_s)  # fmt: skip
+
+
 class OutboxPump:
-    """Moves outbox rows to the broker and deletes them once acknowledged.
+    """Moves outbox rows to the broker and deletes them once acknowledged (PUBACK, or the town's receipt).
 
     Thread model: `run()` is an asyncio task and alone touches the in-flight
     table. `on_ack`, `on_connected` and `on_disconnected` come from the MQTT
@@ -49,6 +79,8 @@ class OutboxPump:
         topic_of: Callable[[str], str],
         window: int = 1000,
         batch: int = 500,
+        receipts: ReceiptPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._topic_of = topic_of
@@ -57,10 +89,15 @@ class OutboxPump:
         self._link: Publisher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
-        self._signals: deque[tuple[str, int]] = deque()  # ("ack", mid) / ("reset", 0)
+        self._signals: deque[tuple[str, Any]] = deque()  # ("ack", mid) / ("reset", 0) / ("receipt", bytes)
         self._in_flight: dict[int, int] = {}  # mid -> seq
         self._cursor = 0  # highest seq handed to the broker on this connection
+        self._receipts = receipts
+        self._clock = clock
+        self._waiting: dict[int, float] = {}  # seq -> when the broker took it; receipt mode only, oldest first
+        self._timeout = receipts.timeout_s if receipts else 0.0
         self.delivered = 0
+        self.resent_rounds = 0  # times the rows without a receipt were sent again
 
     def attach(self, link: Publisher) -> None:
         self._link = link
@@ -75,6 +112,12 @@ class OutboxPump:
     def on_ack(self, mid: int) -> None:
         self._signals.append(("ack", mid))
         self.notify()
+
+    def on_receipt(self, payload: bytes) -> None:
+        """A message on `…/receipt` (checked in step(), off the MQTT thread)."""
+        if self._receipts is not None:
+            self._signals.append(("receipt", payload))
+            self.notify()
 
     def on_connected(self) -> None:
         # Start again from the oldest row: whatever was in flight when the
@@ -91,27 +134,82 @@ class OutboxPump:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    def waiting_for_receipt(self) -> int:
+        return len(self._waiting)
+
+    def _restart_scan(self) -> None:
+        self._in_flight.clear()
+        self._waiting.clear()
+        self._cursor = 0
+
     def _remove_acked(self) -> int:
         acked: list[int] = []
+        confirmed: list[int] = []
         while self._signals:
-            kind, mid = self._signals.popleft()
+            kind, value = self._signals.popleft()
             if kind == "reset":
-                self._in_flight.clear()
-                self._cursor = 0
+                self._restart_scan()
+            elif kind == "receipt":
+                confirmed += self._read_receipt(value)
             else:
-                seq = self._in_flight.pop(mid, None)
-                if seq is not None:  # acks of an older connection's mids are ignored
+                seq = self._in_flight.pop(value, None)
+                if seq is None:  # acks of an older connection's mids are ignored
+                    continue
+                if self._receipts is None:
                     acked.append(seq)
+                else:
+                    self._waiting[seq] = self._clock()
+        if confirmed:
+            acked += self._confirm(confirmed)
         if acked:
             self._store.remove(acked)
             self.delivered += len(acked)
         return len(acked)
 
+    def _read_receipt(self, payload: bytes) -> list[int]:
+        assert self._receipts is not None
+        policy = self._receipts
+        try:
+            return receipted_seqs(payload, policy.gateway_id, policy.key, datetime.now(UTC), policy.max_skew_s)
+        except ReceiptError as exc:
+            log.warning("receipt ignored: %s (%d bytes)", exc, len(payload))
+            return []
+
+    def _confirm(self, seqs: list[int]) -> list[int]:
+        """The receipted rows to delete: those waiting, and those whose PUBACK has not come yet."""
+        assert self._receipts is not None
+        named = set(seqs)
+        found = [seq for seq in named if self._waiting.pop(seq, None) is not None]
+        early = [mid for mid, seq in self._in_flight.items() if seq in named]
+        for mid in early:
+            found.append(self._in_flight.pop(mid))
+        if found:
+            self._timeout = self._receipts.timeout_s
+        return found
+
+    def _resend_if_unconfirmed(self) -> None:
+        """Receipt mode: when the oldest row sent has waited `timeout` (the town did not store it, or its
+        receipt was lost), send every row still in the outbox again, from the oldest."""
+        policy = self._receipts
+        if policy is None or not self._waiting:
+            return
+        oldest = next(iter(self._waiting.values()))
+        if self._clock() - oldest < self._timeout:
+            return
+        log.warning("no receipt from the town for %d event(s) in %.0f s; sending them again",
+                    len(self._waiting), self._timeout)  # fmt: skip
+        self._restart_scan()
+        self.resent_rounds += 1
+        self._timeout = min(self._timeout * 2, policy.max_timeout_s)
+
     def _send_more(self) -> int:
         link = self._link
         if link is None or not link.connected:
             return 0
+        self._resend_if_unconfirmed()
         room = self._window - len(self._in_flight)
+        if self._receipts is not None:
+            room = min(room, self._receipts.max_waiting - len(self._waiting) - len(self._in_flight))
         if room <= 0:
             return 0
         rows = self._store.pending(self._cursor, min(room, self._batch))

@@ -32,6 +32,11 @@ class Topics:
         return self.under("state")
 
     @property
+    def receipt(self) -> str:
+        """Where the town confirms what it stored (sync.receipts)."""
+        return self.under("receipt")
+
+    @property
     def requests(self) -> str:
         return self.under("request/#")
 

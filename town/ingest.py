@@ -20,6 +20,9 @@ Topics under `{base}/{gateway_id}/`:
                                   answer), and `on_response(session, gateway_id, command, payload)`
                                   in the transaction (answers carry no key: it may see one twice)
 
+After each commit `on_stored` gets the seqs of the events (and roster requests) the batch stored, per
+gateway: the town's receipts (town.receipts), which let a gateway delete those rows from its outbox.
+
 A payload that cannot be stored (not JSON, a field missing or of the wrong type or too long, another
 gateway's id) is logged, counted as malformed and acknowledged: it would only come back. A message
 the database refuses on its own (a data error, not a lost connection) is treated the same, after its
@@ -176,6 +179,7 @@ class _Batch:
     responses: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # gateway, command, payload
     roster_requests: list[str] = field(default_factory=list)
     news: dict[str, _GatewayNews] = field(default_factory=dict)
+    stored_seqs: dict[str, list[int]] = field(default_factory=dict)  # gateway → seqs stored once this commits
     malformed: int = 0
 
     def of(self, gateway_id: str) -> _GatewayNews:
@@ -216,6 +220,7 @@ class Ingest:
         on_roster_event: Callable[[Session, str, dict[str, Any]], None] = _noop,
         on_roster_request: Callable[[str], None] = _noop,
         on_response: Callable[[Session, str, str, dict[str, Any]], None] = _noop,
+        on_stored: Callable[[dict[str, list[int]]], None] = _noop,
         batch_size: int = 500,
         batch_wait_s: float = 0.005,
         retry_max_s: float = 5.0,
@@ -224,6 +229,7 @@ class Ingest:
         self.sessions = sessions
         self.prefix = base_topic.rstrip("/") + "/"
         self.on_roster_event, self.on_roster_request, self.on_response = on_roster_event, on_roster_request, on_response
+        self.on_stored = on_stored  # after each commit: the seqs now stored, per gateway (town.receipts)
         self.batch_size, self.batch_wait_s, self.retry_max_s = batch_size, batch_wait_s, retry_max_s
         self.clock = clock
         self.counters = IngestCounters()
@@ -330,6 +336,11 @@ class Ingest:
         self.last_error = None
         self.counters.batches += 1
         self._acknowledge(messages)
+        if done.stored_seqs:
+            try:
+                self.on_stored(done.stored_seqs)
+            except Exception:
+                log.exception("on_stored failed; the gateways will send those events again")
         for gateway_id in done.roster_requests:
             try:
                 self.on_roster_request(gateway_id)
@@ -377,6 +388,7 @@ class Ingest:
             table = {"events/entry": ENTRIES, "events/alert": ALERTS, "events/roster": ROSTER}[rest]
             skip = ("acknowledged_at", "acknowledged_by", "payload")
             row = _row(table, payload, gateway_id, batch.now, skip)
+            batch.stored_seqs.setdefault(gateway_id, []).append(row["seq"])
             key = (table.name, row["id"])
             if key in seen_ids:  # the same event twice in one batch
                 self.counters.duplicates += 1
@@ -393,6 +405,7 @@ class Ingest:
             seq = payload.get("seq")
             if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq <= BIGINT:
                 news.request_seqs.append(seq)
+                batch.stored_seqs.setdefault(gateway_id, []).append(seq)  # taken: its row may leave the outbox
             batch.roster_requests.append(gateway_id)
         elif rest == "state":
             news.state = payload

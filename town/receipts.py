@@ -29,7 +29,7 @@ class ReceiptSender:
         key: SigningKey,
         publish: Callable[[str, str], int | None],
         base_topic: str,
-        interval_s: float = 0.5,
+        interval_s: float = 1.0,
     ) -> None:
         self._key = key
         self._publish = publish  # (topic, payload) → mid, or None when not accepted

@@ -4,7 +4,7 @@ Wiring only: the store (town.store.db), the platform's signing key (town.keys), 
 group's shared subscriptions (town.ingest.make_consumer: manual acks after commit), the ingest (events,
 state, answers) with the register's merge and the pusher's hooks, the roster pusher, the town's API
 (town.api.app.create_town_app) served by uvicorn on `api.host:api.port`, and the daily monthly-partition
-job. SIGTERM (or SIGINT) stops it cleanly: the API, the pusher, the ingest (the batch in hand commits and
+job, and the receipts that let each gateway delete what the town stored (town.receipts). SIGTERM (or SIGINT) stops it cleanly: the API, the pusher, the ingest (the batch in hand commits and
 is acknowledged), then the broker link.
 """
 
@@ -19,6 +19,7 @@ from config.town import TownConfig
 from town.ingest import Ingest, make_consumer
 from town.keys import key_path, load_or_create_key, public_key_b64
 from town.pusher import Pusher
+from town.receipts import ReceiptSender
 from town.register import merge_roster_event
 from town.store.db import open_town_store
 from town.store.partitions import ensure_partitions
@@ -41,9 +42,13 @@ class TownService:
         self._last_stats: dict[str, int] = {}
         # The ingest's hooks reach the pusher, the pusher publishes through the consumer: built in that order.
         self.pusher: Pusher | None = None
+        self.receipts: ReceiptSender | None = None
         self.ingest = Ingest(self.sessions, base_topic=cfg.mqtt.base_topic, on_roster_event=self._merge,
-                             on_roster_request=self._roster_request, on_response=self._response)  # fmt: skip
+                             on_roster_request=self._roster_request, on_response=self._response,
+                             on_stored=self._stored)  # fmt: skip
         self.consumer = make_consumer(cfg, self.ingest.submit)
+        self.receipts = ReceiptSender(self.key, lambda topic, payload: self.consumer.publish(topic, payload, qos=1),
+                                      cfg.mqtt.base_topic)  # fmt: skip
         self.pusher = Pusher(self.sessions, self.key, self.consumer.publish, cfg.roster, cfg.mqtt.base_topic)
         self.api_server: Any = None  # uvicorn.Server once started
         self.initial_admin_token: str | None = None
@@ -53,6 +58,10 @@ class TownService:
         result = merge_roster_event(session, gateway_id, payload)
         log.info("roster change %s of tenant %s from %s: %s", payload.get("change"), payload.get("tenant_id"),
                  gateway_id, result)  # fmt: skip
+
+    def _stored(self, seqs: dict[str, list[int]]) -> None:
+        if self.receipts is not None:
+            self.receipts.add(seqs)
 
     def _roster_request(self, gateway_id: str) -> None:
         if self.pusher is not None:
@@ -68,6 +77,8 @@ class TownService:
         self._ensure_initial_admin()
         self.ingest.start(self.consumer.ack)
         self.consumer.start()
+        assert self.receipts is not None
+        self.receipts.start()
         assert self.pusher is not None
         self.pusher.start()
         self._thread(self._partitions_loop, "town-partitions")
@@ -100,6 +111,8 @@ class TownService:
         if self.pusher is not None:
             self.pusher.stop()
         self.ingest.stop()  # the batch in hand commits and is acknowledged while the link is still up
+        if self.receipts is not None:
+            self.receipts.stop()  # and its receipts go out
         self.consumer.stop()
         for t in self._threads:
             t.join(10)

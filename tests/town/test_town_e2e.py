@@ -229,6 +229,12 @@ def test_every_entry_exactly_once_across_two_instances_a_sigkill_and_a_broker_re
         assert {e["id"]: e["gateway_id"] for e in got} == expected
     first.stop()
     second.stop()
+    def outbox_depths() -> list[int]:
+        return [httpx.get(f"{bl.gateway.base}{V1}/ready", timeout=5).json()["outbox_depth"]
+                for bl in town.buildings.values()]  # fmt: skip
+
+    # Receipts arrive: every event the town stored has left its building's outbox.
+    wait_until(lambda: outbox_depths() == [0, 0], 30, 0.5, "every outbox emptied by the town's receipts")
     resent = [gw for gw, bl in town.buildings.items() if "sending them again" in bl.gateway.log()]
     assert resent, "no gateway had to send again: the broker restart did not drop what it acknowledged"
     shares = (first.ingested().get("inserted", 0), second.ingested().get("inserted", 0))

@@ -4,8 +4,9 @@ Wiring only: the store (town.store.db), the platform's signing key (town.keys), 
 group's shared subscriptions (town.ingest.make_consumer: manual acks after commit), the ingest (events,
 state, answers) with the register's merge and the pusher's hooks, the roster pusher, the town's API
 (town.api.app.create_town_app) served by uvicorn on `api.host:api.port`, and the daily monthly-partition
-job, and the receipts that let each gateway delete what the town stored (town.receipts). SIGTERM (or SIGINT) stops it cleanly: the API, the pusher, the ingest (the batch in hand commits and
-is acknowledged), then the broker link.
+job, and the receipts that let each gateway delete what the town stored (town.receipts). SIGTERM (or
+SIGINT) stops it cleanly: the API, the pusher, the ingest (the batch in hand commits and is
+acknowledged, its receipts go out), then the broker link.
 """
 
 from __future__ import annotations

@@ -49,8 +49,9 @@ class ReceiptPolicy:
 
     key: VerifyKey
     gateway_id: str
-    timeout_s: float = 30.0  # doubled at each silent round, up to max_timeout_s; back to this at a receipt
+    timeout_s: float = 30.0  # doubled at each round sent again, up to max_timeout_s; back to this at a receipt
     max_timeout_s: float = 600.0
+    gap_grace_s: float = 10.0  # a row passed over this long by receipts of later rows was dropped on the way
     max_skew_s: float = 300.0
     max_waiting: int = 5000  # rows sent and not yet receipted; beyond, sending waits
 
@@ -96,6 +97,8 @@ class OutboxPump:
         self._clock = clock
         self._waiting: dict[int, float] = {}  # seq -> when the broker took it; receipt mode only, oldest first
         self._timeout = receipts.timeout_s if receipts else 0.0
+        self._last_receipt_at: float | None = None  # any receipt for us: the town is alive and storing
+        self._passed_over: tuple[int, float] | None = None  # (oldest waiting seq, when a later seq was receipted)
         self.delivered = 0
         self.resent_rounds = 0  # times the rows without a receipt were sent again
 
@@ -178,6 +181,8 @@ class OutboxPump:
     def _confirm(self, seqs: list[int]) -> list[int]:
         """The receipted rows to delete: those waiting, and those whose PUBACK has not come yet."""
         assert self._receipts is not None
+        now = self._clock()
+        self._last_receipt_at = now
         named = set(seqs)
         found = [seq for seq in named if self._waiting.pop(seq, None) is not None]
         early = [mid for mid, seq in self._in_flight.items() if seq in named]
@@ -185,19 +190,32 @@ class OutboxPump:
             found.append(self._in_flight.pop(mid))
         if found:
             self._timeout = self._receipts.timeout_s
+        if self._waiting:
+            oldest = min(self._waiting)
+            passed = self._passed_over is not None and self._passed_over[0] == oldest
+            if not passed and max(named) > oldest:
+                self._passed_over = (oldest, now)
         return found
 
     def _resend_if_unconfirmed(self) -> None:
-        """Receipt mode: when the oldest row sent has waited `timeout` (the town did not store it, or its
-        receipt was lost), send every row still in the outbox again, from the oldest."""
+        """Receipt mode: send every row still in the outbox again, from the oldest, when the oldest row sent
+        has waited `timeout` AND either the town said nothing for us meanwhile (it is down, or never got
+        them) or it receipted later rows and passed this one over for `gap_grace_s` (the broker dropped
+        it). A town that is merely behind keeps receipting in order: nothing is sent twice for that."""
         policy = self._receipts
         if policy is None or not self._waiting:
             return
-        oldest = next(iter(self._waiting.values()))
-        if self._clock() - oldest < self._timeout:
+        now = self._clock()
+        if now - next(iter(self._waiting.values())) < self._timeout:
             return
-        log.warning("no receipt from the town for %d event(s) in %.0f s; sending them again",
-                    len(self._waiting), self._timeout)  # fmt: skip
+        silent = self._last_receipt_at is None or now - self._last_receipt_at >= self._timeout
+        passed = self._passed_over
+        gap = passed is not None and passed[0] in self._waiting and now - passed[1] >= policy.gap_grace_s
+        if not (silent or gap):
+            return
+        log.warning("no receipt from the town for %d event(s) in %.0f s (%s); sending them again",
+                    len(self._waiting), self._timeout, "passed over" if gap else "town silent")  # fmt: skip
+        self._passed_over = None
         self._restart_scan()
         self.resent_rounds += 1
         self._timeout = min(self._timeout * 2, policy.max_timeout_s)

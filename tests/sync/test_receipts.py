@@ -139,6 +139,42 @@ def test_what_gets_no_receipt_is_sent_again_with_a_growing_wait(tmp_path: Path) 
     assert len(link.sent) == 3 and pump.resent_rounds == 2
 
 
+def test_a_town_that_is_behind_but_receipting_in_order_gets_nothing_twice(tmp_path: Path) -> None:
+    pump, link, outbox, clock, seqs = receipt_pump(tmp_path)
+    pump.step()
+    for mid, _ in link.sent:
+        pump.on_ack(mid)
+    pump.step()
+    link.sent.clear()
+    for i, now in enumerate((8.0, 16.0, 24.0)):  # one more row receipted every 8 s: slow, in order
+        clock.now = now
+        pump.on_receipt(receipt_message("gw1", [seqs[i]], KEY).encode())
+        pump.step()
+    clock.now = 30.0  # the last two have waited 30 s (3x the timeout), the town is alive and in order
+    pump.step()
+    assert link.sent == [] and pump.resent_rounds == 0
+
+
+def test_a_row_passed_over_by_later_receipts_is_sent_again(tmp_path: Path) -> None:
+    pump, link, outbox, clock, seqs = receipt_pump(tmp_path)
+    pump.step()
+    for mid, _ in link.sent:
+        pump.on_ack(mid)
+    pump.step()
+    link.sent.clear()
+    clock.now = 5.0
+    pump.on_receipt(receipt_message("gw1", seqs[2:], KEY).encode())  # 1 and 2 were dropped on the way
+    pump.step()
+    for now in (10.0, 12.0, 14.0):  # the town keeps receipting newer rows: alive, not silent
+        clock.now = now
+        pump.on_receipt(receipt_message("gw1", [seqs[-1]], KEY).encode())
+        pump.step()
+    assert link.sent == []  # passed over for 9 s only
+    clock.now = 15.5
+    pump.step()
+    assert [seq for _, seq in link.sent] == seqs[:2] and pump.resent_rounds == 1
+
+
 def test_a_receipt_before_the_puback_is_not_sent_again(tmp_path: Path) -> None:
     pump, link, outbox, clock, seqs = receipt_pump(tmp_path)
     pump.step()

@@ -58,6 +58,8 @@ def _for_operator(item: dict[str, Any]) -> dict[str, Any]:
     if isinstance(details, dict):
         details = {k: v for k, v in details.items() if k not in PERSONAL_DETAILS}
     return item | {"tenant_id": None, "details": details}
+
+
 AUDITOR = require("auditor")
 Limit = Annotated[int, Query(ge=1, le=500)]
 Cursor = Annotated[str | None, Query(max_length=200)]
@@ -73,8 +75,11 @@ class Page(BaseModel):
     next_cursor: str | None
     total: int | None = Field(None, description="with_total: how many match (at most 100,000)")
     total_capped: bool = Field(False, description="with_total: more than `total` match; the count stopped there")
-    hint: str | None = Field(None, description='"no_person": the person filter names nobody (empty page); '
-                                               '"many_people": it names more than 500, the first 500 are searched')
+    hint: str | None = Field(
+        None,
+        description='"no_person": the person filter names nobody (empty page); '
+        '"many_people": it names more than 500, the first 500 are searched',
+    )
 
 
 class HourlyCounts(BaseModel):
@@ -104,13 +109,13 @@ def _shown(filters: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime | date) else v) for k, v in filters.items() if v is not None}
 
 
-def _audit_read(request: Request, caller: Caller, action: str, filters: dict[str, Any], rows: int) -> None:
+def audit_read(request: Request, caller: Caller, action: str, filters: dict[str, Any], rows: int) -> None:
     with _session(request) as s, s.begin():
         audit(s, caller.name, action, {"filters": _shown(filters), "address": caller.address},
               route=request.url.path, rows=rows)  # fmt: skip
 
 
-def _entry_filter(
+def entry_filter(
     since: datetime | None = None,
     until: datetime | None = None,
     tenant_id: Text = None,
@@ -119,8 +124,9 @@ def _entry_filter(
     method: Method | None = None,
     decision: Decision | None = None,
     reason: Text = None,
-    person: Annotated[str | None, Query(max_length=64, description="A tenant id, part of a name, or a permit "
-                                                                    "number or its beginning")] = None,
+    person: Annotated[
+        str | None, Query(max_length=64, description="A tenant id, part of a name, or a permit number or its beginning")
+    ] = None,
 ) -> EntryFilter:
     if since and until and _aware(since, "since") >= _aware(until, "until"):  # type: ignore[operator]
         raise ApiError(422, "invalid_request", "since must be before until")
@@ -129,16 +135,16 @@ def _entry_filter(
                        reason=reason, person=person)  # fmt: skip
 
 
-def _as_dict(f: object) -> dict[str, Any]:
+def as_dict(f: object) -> dict[str, Any]:
     return {k: getattr(f, k) for k in f.__dataclass_fields__}  # type: ignore[attr-defined]
 
 
-def _paging(cursor: str | None, offset: int | None) -> None:
+def check_paging(cursor: str | None, offset: int | None) -> None:
     if cursor is not None and offset is not None:
         raise ApiError(422, "invalid_request", "give cursor or offset, not both")
 
 
-def _page(page: QueryPage) -> Page:
+def api_page(page: QueryPage) -> Page:
     return Page(items=page.items, next_cursor=page.next_cursor, total=page.total, total_capped=page.total_capped,
                 hint=page.hint)  # fmt: skip
 
@@ -146,7 +152,7 @@ def _page(page: QueryPage) -> Page:
 @router.get("/entries", response_model=Page, tags=["entries"])
 def entries(
     request: Request,
-    f: EntryFilter = Depends(_entry_filter),
+    f: EntryFilter = Depends(entry_filter),
     cursor: Cursor = None,
     offset: Offset = None,
     limit: Limit = 50,
@@ -155,35 +161,35 @@ def entries(
 ) -> Page:
     """Search the entry log, newest first; follow `next_cursor` for more, or ask for page numbers with
     `offset`. Each item carries its tenant's `tenant_name` and `room` (null when no tenant, or deleted)."""
-    _paging(cursor, offset)
+    check_paging(cursor, offset)
     with searching(request), _session(request) as s:
         try:
             page = search_entries(s, f, cursor=cursor, limit=limit, offset=offset, with_total=with_total)
         except ValueError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-    shown = _as_dict(f) | {"cursor": cursor, "offset": offset, "limit": limit, "with_total": with_total or None}
-    _audit_read(request, caller, "entries.search", shown, len(page.items))
-    return _page(page)
+    shown = as_dict(f) | {"cursor": cursor, "offset": offset, "limit": limit, "with_total": with_total or None}
+    audit_read(request, caller, "entries.search", shown, len(page.items))
+    return api_page(page)
 
 
-def _export_details(caller: Caller, filters: dict[str, Any], fmt: str, lang: str) -> dict[str, Any]:
+def export_details(caller: Caller, filters: dict[str, Any], fmt: str, lang: str) -> dict[str, Any]:
     return {"filters": _shown(filters), "address": caller.address, "format": fmt, "lang": lang}
 
 
-def _wording(request: Request, lang: str | None) -> Wording:
+def wording_for(request: Request, lang: str | None) -> Wording:
     return Wording.of(request, pick_lang(lang, request.headers.get("accept-language")))
 
 
 def _entries_export(request: Request, caller: Caller, f: EntryFilter, fmt: str, lang: str | None) -> Export:
-    wording = _wording(request, lang)
-    return Export("entries.export", _export_details(caller, _as_dict(f), fmt, wording.lang), "entries",
+    wording = wording_for(request, lang)
+    return Export("entries.export", export_details(caller, as_dict(f), fmt, wording.lang), "entries",
                   ENTRY_COLUMNS, wording, lambda s: (wording.entry(item) for item in iter_entries(s, f)),
                   lambda s, cap: count_entries(s, f, cap=cap))  # fmt: skip
 
 
 @router.get("/entries.csv", tags=["entries"], response_class=StreamingResponse)
 def entries_csv(
-    request: Request, f: EntryFilter = Depends(_entry_filter), lang: LangParam = None, caller: Caller = Depends(READERS)
+    request: Request, f: EntryFilter = Depends(entry_filter), lang: LangParam = None, caller: Caller = Depends(READERS)
 ) -> StreamingResponse:
     """Every matching entry as CSV for a spreadsheet, streamed (no size limit; the export itself is audited):
     UTF-8 with a BOM, CRLF, headers, methods, decisions and reasons in `lang` (default: Accept-Language),
@@ -197,7 +203,7 @@ def entries_csv(
 @router.get("/entries.xlsx", tags=["entries"], response_class=StreamingResponse,
             responses={200: {"content": {XLSX_TYPE: {}}, "description": "an Excel workbook"}})  # fmt: skip
 def entries_xlsx(
-    request: Request, f: EntryFilter = Depends(_entry_filter), lang: LangParam = None, caller: Caller = Depends(READERS)
+    request: Request, f: EntryFilter = Depends(entry_filter), lang: LangParam = None, caller: Caller = Depends(READERS)
 ) -> StreamingResponse:
     """The same as entries.csv, as an Excel workbook (times are Excel times); at most 1,000,000 rows
     (422 `too_many_rows` beyond)."""
@@ -214,7 +220,7 @@ def entries_per_hour(request: Request, day: date, caller: Caller = Depends(READE
     start = datetime.combine(day, time(0), tzinfo=zone)
     with _session(request) as s:
         counts = count_entries_per_hour(s, start, start + timedelta(days=1))
-    _audit_read(request, caller, "entries.per_hour", {"day": day}, sum(counts))
+    audit_read(request, caller, "entries.per_hour", {"day": day}, sum(counts))
     return HourlyCounts(day=day, counts=counts)
 
 
@@ -227,7 +233,7 @@ def _snapshot(
         raise ApiError(404, "not_found", f"no {kind[:-1]} {event_id!r}")
     # Only a regular file inside the snapshot folder, opened without following links (SnapshotStore.read).
     jpeg = request.app.state.ctx.snapshots.read(event_id) if row.snapshot else None
-    _audit_read(request, caller, f"{kind}.snapshot", {"id": event_id}, 1 if jpeg is not None else 0)
+    audit_read(request, caller, f"{kind}.snapshot", {"id": event_id}, 1 if jpeg is not None else 0)
     if jpeg is None:
         raise ApiError(404, "not_found", f"{kind[:-1]} {event_id!r} has no snapshot (none taken, or pruned)")
     return Response(jpeg, media_type="image/jpeg")
@@ -261,7 +267,7 @@ def alert_filter(
 
 def alert_page(page: QueryPage, caller: Caller) -> Page:
     """A page of alerts as `caller` may see it (operators: without the person)."""
-    shown = _page(page)
+    shown = api_page(page)
     if caller.role == "operator":
         shown.items = [_for_operator(item) for item in shown.items]
     return shown
@@ -278,14 +284,14 @@ def alerts(
     caller: Caller = Depends(ACKERS),
 ) -> Page:
     """Alerts, newest first. Operators see every kind but watch-list hits, without the person."""
-    _paging(cursor, offset)
+    check_paging(cursor, offset)
     with searching(request), _session(request) as s:
         try:
             page = search_alerts(s, f, cursor=cursor, limit=limit, offset=offset, with_total=with_total)
         except ValueError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-    shown = _as_dict(f) | {"cursor": cursor, "offset": offset, "limit": limit, "with_total": with_total or None}
-    _audit_read(request, caller, "alerts.search", shown, len(page.items))
+    shown = as_dict(f) | {"cursor": cursor, "offset": offset, "limit": limit, "with_total": with_total or None}
+    audit_read(request, caller, "alerts.search", shown, len(page.items))
     return alert_page(page, caller)
 
 
@@ -309,7 +315,7 @@ def alert_snapshot(alert_id: str, request: Request, caller: Caller = Depends(ACK
     return _snapshot(request, caller, Alert, alert_id, "alerts", hidden_kinds=hidden)
 
 
-def _audit_filter(
+def audit_filter(
     since: datetime | None = None, until: datetime | None = None, actor: Text = None, action: Text = None
 ) -> AuditFilter:
     return AuditFilter(since=_aware(since, "since"), until=_aware(until, "until"), actor=actor, action=action)
@@ -318,7 +324,7 @@ def _audit_filter(
 @router.get("/audit", response_model=Page, tags=["audit"])
 def audit_log(
     request: Request,
-    f: AuditFilter = Depends(_audit_filter),
+    f: AuditFilter = Depends(audit_filter),
     cursor: Cursor = None,
     offset: Offset = None,
     limit: Limit = 50,
@@ -326,25 +332,25 @@ def audit_log(
     caller: Caller = Depends(AUDITOR),
 ) -> Page:
     """The audit log, newest first. Read-only: no route changes or deletes a row."""
-    _paging(cursor, offset)
+    check_paging(cursor, offset)
     with searching(request), _session(request) as s:
         try:
             page = search_audit(s, f, cursor=cursor, limit=limit, offset=offset, with_total=with_total)
         except ValueError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-    return _page(page)
+    return api_page(page)
 
 
 def _audit_export(request: Request, caller: Caller, f: AuditFilter, fmt: str, lang: str | None) -> Export:
-    wording = _wording(request, lang)
-    return Export("audit.export", _export_details(caller, _as_dict(f), fmt, wording.lang), "audit", AUDIT_COLUMNS,
+    wording = wording_for(request, lang)
+    return Export("audit.export", export_details(caller, as_dict(f), fmt, wording.lang), "audit", AUDIT_COLUMNS,
                   wording, lambda s: (wording.audit(item) for item in iter_audit(s, f)),
                   lambda s, cap: count_audit(s, f, cap=cap))  # fmt: skip
 
 
 @router.get("/audit.csv", tags=["audit"], response_class=StreamingResponse)
 def audit_csv(
-    request: Request, f: AuditFilter = Depends(_audit_filter), lang: LangParam = None, caller: Caller = Depends(AUDITOR)
+    request: Request, f: AuditFilter = Depends(audit_filter), lang: LangParam = None, caller: Caller = Depends(AUDITOR)
 ) -> StreamingResponse:
     """The matching audit rows as CSV for a spreadsheet (as entries.csv: words, local times); audited."""
     return csv_response(request, caller, _audit_export(request, caller, f, "csv", lang))
@@ -353,7 +359,7 @@ def audit_csv(
 @router.get("/audit.xlsx", tags=["audit"], response_class=StreamingResponse,
             responses={200: {"content": {XLSX_TYPE: {}}, "description": "an Excel workbook"}})  # fmt: skip
 def audit_xlsx(
-    request: Request, f: AuditFilter = Depends(_audit_filter), lang: LangParam = None, caller: Caller = Depends(AUDITOR)
+    request: Request, f: AuditFilter = Depends(audit_filter), lang: LangParam = None, caller: Caller = Depends(AUDITOR)
 ) -> StreamingResponse:
     """The matching audit rows as an Excel workbook; at most 1,000,000 rows; audited."""
     return xlsx_response(request, caller, _audit_export(request, caller, f, "xlsx", lang))

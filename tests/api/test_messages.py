@@ -97,8 +97,8 @@ def alert_parts() -> tuple[set[str], set[str]]:
 
 
 def audit_actions() -> set[str]:
-    """Actions of audit(…, actor, action, …), start_row(…), and the routes' _audit_read/_audit_police helpers."""
-    positions = {"audit": 2, "start_row": 2, "_audit_read": 2, "_audit_police": 2, "Export": 0}
+    """Actions of audit(…, actor, action, …), start_row(…), and the routes' audit_read/_audit_police helpers."""
+    positions = {"audit": 2, "start_row": 2, "audit_read": 2, "_audit_police": 2, "Export": 0}
     actions: set[str] = set()
     for name, call in calls(GATEWAY):
         if name in positions:

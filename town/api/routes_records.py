@@ -27,16 +27,16 @@ from gateway.api.routes_records import (
     Page,
     Text,
     WithTotal,
-    _as_dict,
-    _audit_filter,
-    _audit_read,
-    _entry_filter,
-    _export_details,
-    _page,
-    _paging,
-    _wording,
     alert_filter,
     alert_page,
+    api_page,
+    as_dict,
+    audit_filter,
+    audit_read,
+    check_paging,
+    entry_filter,
+    export_details,
+    wording_for,
 )
 from gateway.store.audit import audit
 from gateway.store.queries import AuditFilter, EntryFilter
@@ -59,13 +59,13 @@ def _session(request: Request) -> Any:
 
 
 def _town_filter(
-    f: EntryFilter = Depends(_entry_filter),
+    f: EntryFilter = Depends(entry_filter),
     gateway_id: Annotated[str | None, Query(max_length=64, description="One building's entries")] = None,
     permit: Annotated[
         str | None, Query(max_length=64, description="The entries of the tenant holding exactly this permit number")
     ] = None,
 ) -> TownEntryFilter:
-    return TownEntryFilter(**_as_dict(f), gateway_id=gateway_id, permit=permit)
+    return TownEntryFilter(**as_dict(f), gateway_id=gateway_id, permit=permit)
 
 
 @router.get("/entries", response_model=Page, tags=["entries"])
@@ -81,25 +81,25 @@ def entries(
     """Search the entries of every building, newest first (the gateway's filters, plus `gateway_id` and
     `permit`). Without `since`, the last 366 days. Each item carries `gateway_id`, and the register's
     `tenant_name` and `room` (null when no tenant, or one the register no longer has)."""
-    _paging(cursor, offset)
+    check_paging(cursor, offset)
     with searching(request), _session(request) as s:
         try:
             page = queries.search_entries(s, f, cursor=cursor, limit=limit, offset=offset, with_total=with_total)
         except ValueError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-    shown = _as_dict(f) | {"cursor": cursor, "offset": offset, "limit": limit, "with_total": with_total or None}
-    _audit_read(request, caller, "entries.search", shown, len(page.items))
-    return _page(page)
+    shown = as_dict(f) | {"cursor": cursor, "offset": offset, "limit": limit, "with_total": with_total or None}
+    audit_read(request, caller, "entries.search", shown, len(page.items))
+    return api_page(page)
 
 
 def _entries_export(request: Request, caller: Caller, f: TownEntryFilter, fmt: str, lang: str | None) -> Export:
-    wording = _wording(request, lang)
+    wording = wording_for(request, lang)
 
     def row(item: dict[str, Any]) -> list[Any]:
         cells = wording.entry(item)
         return [cells[0], item["gateway_id"], *cells[1:]]
 
-    return Export("entries.export", _export_details(caller, _as_dict(f), fmt, wording.lang), "entries",
+    return Export("entries.export", export_details(caller, as_dict(f), fmt, wording.lang), "entries",
                   TOWN_ENTRY_COLUMNS, wording, lambda s: (row(item) for item in queries.iter_entries(s, f)),
                   lambda s, cap: queries.count_entries(s, f, cap=cap))  # fmt: skip
 
@@ -159,7 +159,7 @@ def person(
             items = queries.person_entries(s, tenant.id, shown.cards, since, until, MAX_PERSON_ENTRIES + 1)
             found = PersonOut(tenant=shown, since=since, until=until, entries=items[:MAX_PERSON_ENTRIES],
                               truncated=len(items) > MAX_PERSON_ENTRIES)  # fmt: skip
-    _audit_read(request, caller, "people.read", filters, 0 if found is None else 1 + len(found.entries))
+    audit_read(request, caller, "people.read", filters, 0 if found is None else 1 + len(found.entries))
     if found is None:
         raise ApiError(404, "not_found", "no tenant holds this permit number")
     return found
@@ -180,16 +180,16 @@ def alerts(
     caller: Caller = Depends(ACKERS),
 ) -> Page:
     """Alerts of every building, newest first. Operators see every kind but watch-list hits, without the person."""
-    _paging(cursor, offset)
+    check_paging(cursor, offset)
     with searching(request), _session(request) as s:
         try:
             page = queries.search_alerts(s, f, gateway_id=gateway_id, cursor=cursor, limit=limit, offset=offset,
                                          with_total=with_total)  # fmt: skip
         except ValueError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-    shown = _as_dict(f) | {"gateway_id": gateway_id, "cursor": cursor, "offset": offset, "limit": limit,
+    shown = as_dict(f) | {"gateway_id": gateway_id, "cursor": cursor, "offset": offset, "limit": limit,
                            "with_total": with_total or None}  # fmt: skip
-    _audit_read(request, caller, "alerts.search", shown, len(page.items))
+    audit_read(request, caller, "alerts.search", shown, len(page.items))
     return alert_page(page, caller)
 
 
@@ -213,7 +213,7 @@ def acknowledge(alert_id: str, request: Request, caller: Caller = Depends(ACKERS
 @router.get("/audit", response_model=Page, tags=["audit"])
 def audit_log(
     request: Request,
-    f: AuditFilter = Depends(_audit_filter),
+    f: AuditFilter = Depends(audit_filter),
     cursor: Cursor = None,
     offset: Offset = None,
     limit: Limit = 50,
@@ -221,25 +221,25 @@ def audit_log(
     caller: Caller = Depends(AUDITOR),
 ) -> Page:
     """The town's audit log, newest first. Read-only: no route changes or deletes a row."""
-    _paging(cursor, offset)
+    check_paging(cursor, offset)
     with searching(request), _session(request) as s:
         try:
             page = queries.search_audit(s, f, cursor=cursor, limit=limit, offset=offset, with_total=with_total)
         except ValueError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-    return _page(page)
+    return api_page(page)
 
 
 def _audit_export(request: Request, caller: Caller, f: AuditFilter, fmt: str, lang: str | None) -> Export:
-    wording = _wording(request, lang)
-    return Export("audit.export", _export_details(caller, _as_dict(f), fmt, wording.lang), "audit", AUDIT_COLUMNS,
+    wording = wording_for(request, lang)
+    return Export("audit.export", export_details(caller, as_dict(f), fmt, wording.lang), "audit", AUDIT_COLUMNS,
                   wording, lambda s: (wording.audit(item) for item in queries.iter_audit(s, f)),
                   lambda s, cap: queries.count_audit(s, f, cap=cap))  # fmt: skip
 
 
 @router.get("/audit.csv", tags=["audit"], response_class=StreamingResponse)
 def audit_csv(
-    request: Request, f: AuditFilter = Depends(_audit_filter), lang: LangParam = None, caller: Caller = Depends(AUDITOR)
+    request: Request, f: AuditFilter = Depends(audit_filter), lang: LangParam = None, caller: Caller = Depends(AUDITOR)
 ) -> StreamingResponse:
     """The matching audit rows as CSV (words, local times); audited."""
     return csv_response(request, caller, _audit_export(request, caller, f, "csv", lang))
@@ -248,7 +248,7 @@ def audit_csv(
 @router.get("/audit.xlsx", tags=["audit"], response_class=StreamingResponse,
             responses={200: {"content": {XLSX_TYPE: {}}, "description": "an Excel workbook"}})  # fmt: skip
 def audit_xlsx(
-    request: Request, f: AuditFilter = Depends(_audit_filter), lang: LangParam = None, caller: Caller = Depends(AUDITOR)
+    request: Request, f: AuditFilter = Depends(audit_filter), lang: LangParam = None, caller: Caller = Depends(AUDITOR)
 ) -> StreamingResponse:
     """The matching audit rows as an Excel workbook; at most 1,000,000 rows; audited."""
     return xlsx_response(request, caller, _audit_export(request, caller, f, "xlsx", lang))

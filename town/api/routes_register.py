@@ -21,7 +21,7 @@ from gateway.api.auth import Caller, require
 from gateway.api.errors import ApiError
 from gateway.api.limits import searching
 from gateway.api.routes_enrolment import parse_cards
-from gateway.api.routes_records import _audit_read
+from gateway.api.routes_records import audit_read
 from gateway.api.routes_roster import MAX_PHOTO_BYTES
 from gateway.api.schemas import CardIn, FacesOut, PhotoVerdictOut, ReasonIn, TenantStatus
 from gateway.enrolment import MAX_PHOTOS, PhotoResult
@@ -73,7 +73,7 @@ def _one(s: Session, tenant_id: str) -> TenantOut:
 def _police_read(request: Request, caller: Caller, action: str, filters: dict[str, Any], rows: int) -> None:
     """Police look-ups of people are audited like entry reads; the admin's own register work is not."""
     if caller.role == "police":
-        _audit_read(request, caller, action, filters, rows)
+        audit_read(request, caller, action, filters, rows)
 
 
 # --- tenants ----------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from sqlalchemy import func, or_, select
 from gateway.api.auth import Caller, require
 from gateway.api.errors import ApiError
 from gateway.api.limits import searching
-from gateway.api.routes_records import _audit_read
+from gateway.api.routes_records import audit_read
 from gateway.api.schemas import ReasonIn
 from gateway.enrolment import MAX_PHOTOS
 from gateway.inputs import check_text
@@ -51,7 +51,7 @@ def list_watch(
         rows = list(s.scalars(query.order_by(WatchEntry.created_at.desc(), WatchEntry.id.desc())
                               .limit(limit).offset(offset)))  # fmt: skip
         found = WatchList(items=_out(s, rows), total=total)
-    _audit_read(request, caller, "watch.search", {"q": q, "limit": limit, "offset": offset}, len(found.items))
+    audit_read(request, caller, "watch.search", {"q": q, "limit": limit, "offset": offset}, len(found.items))
     return found
 
 

@@ -137,6 +137,11 @@ def test_town_demo_two_buildings_entries_reach_the_town_and_sigterm_stops_everyt
                 assert g["availability"] == "online", g
                 assert g["roster_version"] == g["target_version"] >= 2, g
 
+        def depths() -> list[int]:  # the demo's buildings keep events until the town's receipt names them
+            return [httpx.get(f"http://127.0.0.1:{tokens[n][0]}{V1}/ready", timeout=5).json()["outbox_depth"]
+                    for n in ("demo-a", "demo-b")]  # fmt: skip
+
+        wait_until(lambda: depths() == [0, 0], 15, 0.2, "both outboxes emptied by the town's receipts")
         for name in ("demo-a", "demo-b"):  # each building's page takes its printed token
             port, token = tokens[name]
             r = httpx.get(f"http://127.0.0.1:{port}{V1}/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)

@@ -1,4 +1,4 @@
-"""Door state: open/closed, unlock windows, forced and held-open detection.
+"""Door state: open/closed, unlock windows, forced and held-open detection (each raised and cleared).
 
 Pure state machines fed with times; the gateway turns their `AlertChange`s
 into alert rows and their unlock requests into relay pulses.
@@ -36,6 +36,7 @@ class DoorState:
         self.open_since = 0.0
         self.unlocked_until = 0.0
         self.held_alert = False
+        self.forced_alert = False  # raised for this opening; cleared when the contact closes
         self.fire = False
 
     def unlocked(self, now: float, pulse_s: float) -> None:
@@ -46,9 +47,13 @@ class DoorState:
         if is_open and not self.is_open:
             self.is_open, self.open_since = True, now
             if now > self.unlocked_until and not self.fire:
+                self.forced_alert = True
                 changes.append(AlertChange("door_forced", "raised", "critical"))
         elif not is_open and self.is_open:
             self.is_open = False
+            if self.forced_alert:
+                self.forced_alert = False
+                changes.append(AlertChange("door_forced", "cleared", "info"))
             if self.held_alert:
                 self.held_alert = False
                 changes.append(AlertChange("door_held_open", "cleared", "info"))

@@ -14,6 +14,7 @@ from gateway.doors import GRACE_S, AlertChange, DoorState, policy_of
 FORCED = AlertChange("door_forced", "raised", "critical")
 HELD = AlertChange("door_held_open", "raised", "warning")
 HELD_CLEARED = AlertChange("door_held_open", "cleared", "info")
+FORCED_CLEARED = AlertChange("door_forced", "cleared", "info")
 
 
 def door(**extra: object) -> DoorState:
@@ -45,7 +46,8 @@ def test_opening_a_locked_door_is_forced() -> None:
     assert d.is_open and d.open_since == 100.0
     assert d.contact(True, 101.0) == []  # still open: one alert per opening, open_since kept
     assert d.open_since == 100.0
-    assert d.contact(False, 102.0) == []  # forced has no "cleared"
+    assert d.contact(False, 102.0) == [FORCED_CLEARED]  # closed again: the forced door is cleared
+    assert d.contact(False, 102.5) == []  # once
     assert d.contact(True, 103.0) == [FORCED]  # a new opening
 
 
@@ -111,6 +113,7 @@ def test_a_forced_door_left_open_is_also_held_open() -> None:
     d = door(held_open_s=2)
     assert d.contact(True, 50.0) == [FORCED]
     assert d.tick(52.0) == [HELD]
+    assert d.contact(False, 53.0) == [FORCED_CLEARED, HELD_CLEARED]  # closing ends both
 
 
 def test_during_a_fire_alarm_nothing_is_forced_or_held_open() -> None:

@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 want_pkgs=(socat)
-# Tests also need a broker and a real RTSP camera (Debian's GStreamer RTSP server, run by the system python3).
+# Tests also need a broker, the openssl CLI (test certificates, testing/tls.py) and a real RTSP camera
+# (Debian's GStreamer RTSP server, run by the system python3).
 # The web page is tested in Debian's Chromium, driven by Playwright's Python package (no browser download),
 # in Chinese: fonts-wqy-zenhei so the screenshots show characters, not boxes.
-[ "${1:-}" = "--test" ] && want_pkgs+=(mosquitto postgresql gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
-  gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly chromium fonts-wqy-zenhei)
+# faketime: libfaketime steps a gateway process's wall clock (tests/gateway/test_clock_steps.py), never the machine's.
+[ "${1:-}" = "--test" ] && want_pkgs+=(mosquitto openssl postgresql gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly chromium fonts-wqy-zenhei faketime)
 missing=()
 for pkg in "${want_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -9,8 +9,8 @@ Secrets: `${NAME}` in a string value is replaced by the environment variable NAM
 of `$CREDENTIALS_DIRECTORY/NAME` (systemd `LoadCredential=`) without its one trailing newline; `$${`
 writes a literal `${`.
 
-Relative paths (`data_dir`, `mqtt.ca_file`) are taken relative to the directory of the config file,
-not the working directory, so the service finds the same files wherever it is started from.
+Relative paths (`data_dir`, `mqtt.ca_file`, `api.tls_cert_file`, …) are taken relative to the directory of
+the config file, not the working directory, so the service finds the same files wherever it is started from.
 """
 
 from __future__ import annotations
@@ -303,8 +303,12 @@ def _resolve_paths(cfg: M, base: Path) -> M:
     mqtt = cfg.mqtt  # type: ignore[attr-defined]
     files = {name: _resolve(value, base) for name in ("ca_file", "cert_file", "key_file")
              if (value := getattr(mqtt, name)) is not None}  # fmt: skip
+    api = cfg.api  # type: ignore[attr-defined]
+    api_files = {name: _resolve(value, base) for name in ("tls_cert_file", "tls_key_file")
+                 if (value := getattr(api, name)) is not None}  # fmt: skip
     # The models are frozen: copy with the resolved values (already validated as paths).
-    return cfg.model_copy(update={"data_dir": data_dir, "mqtt": mqtt.model_copy(update=files)})
+    return cfg.model_copy(update={"data_dir": data_dir, "mqtt": mqtt.model_copy(update=files),
+                                  "api": api.model_copy(update=api_files)})  # fmt: skip
 
 
 def _resolve(path: Path, base: Path) -> Path:

@@ -102,6 +102,12 @@ class ApiConfig(Strict):
     )
     max_exports: int = Field(2, ge=1, title="CSV exports streaming at once per API process; more wait, then 429")
     max_searches: int = Field(4, ge=1, title="Entry, alert, audit and tenant searches at once; more wait, then 429")
+    tls_cert_file: Path | None = Field(
+        None, title="Serve HTTPS only (TLS 1.2+) with this certificate chain (PEM file); needs tls_key_file"
+    )
+    tls_key_file: Path | None = Field(
+        None, title="The private key of tls_cert_file (PEM file, mode 0600): a path, e.g. ${CREDENTIALS_DIRECTORY}/…"
+    )
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -113,16 +119,93 @@ class ApiConfig(Strict):
                 raise ValueError(f"{item!r} is not an IP address or network") from None
         return value
 
+    @field_validator("tls_cert_file", "tls_key_file", mode="before")
+    @classmethod
+    def _a_path_not_pem(cls, value: object) -> object:
+        # A ${NAME} secret holds the file's content; these keys want the file's name.
+        if isinstance(value, str) and ("-----BEGIN" in value or "\n" in value):
+            raise ValueError("give the path of the PEM file, not its content")
+        return value
+
+    @model_validator(mode="after")
+    def _certificate_and_key(self) -> ApiConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            given, missing = ("tls_cert_file", "tls_key_file")
+            if self.tls_cert_file is None:
+                given, missing = missing, given
+            raise ValueError(f"{given} is set but {missing} is not: HTTPS needs both")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        """How the API is reached: https when it holds its own certificate."""
+        return "http" if self.tls_cert_file is None else "https"
+
+
+OSDP_BAUDRATE = 115200
+_OSDP_KEYS = ("address", "scbk", "install_mode")
+
 
 class ReaderConfig(Strict):
     id: str = Identifier
-    protocol: Literal["wiegand-text", "rdm6300"]
-    port: str = Field(min_length=1, title="Serial device, e.g. /dev/ttyUSB0")
-    baudrate: int = Field(9600, gt=0)
+    protocol: Literal["wiegand-text", "rdm6300", "osdp"]
+    port: str = Field(min_length=1, title="Serial device, e.g. /dev/ttyUSB0; OSDP readers on one port share its bus")
+    baudrate: int = Field(9600, gt=0, title="9600 by default; 115200 for osdp")
     repeat_suppress_ms: int = Field(
         1500, ge=0, title="A read of the same card on this reader within this time is one swipe"
     )
     reconnect_max_s: float = Field(10.0, gt=0, title="Longest wait between attempts to reopen the port")
+    # OSDP only (DESIGN §4 (c)): the reader's address on its RS-485 bus and its secure-channel base key.
+    address: int | None = Field(None, ge=0, le=126, title="OSDP address of the reader on its bus (0-126)")
+    scbk: SecretStr | None = Field(
+        None, title="OSDP secure-channel base key: 32 hex characters (16 bytes), normally a ${NAME} credential"
+    )
+    install_mode: bool = Field(
+        False,
+        title="First pairing: a factory reader (default key SCBK-D) is given `scbk`; turn off once paired",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _osdp_baudrate(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("protocol") == "osdp" and "baudrate" not in data:
+            return {**data, "baudrate": OSDP_BAUDRATE}
+        return data
+
+    @field_validator("scbk")
+    @classmethod
+    def _scbk_hex(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            text = value.get_secret_value().strip()
+            # Never echo the key itself: the message only says what is wrong with it.
+            if len(text) != 32 or any(c not in "0123456789abcdefABCDEF" for c in text):
+                raise ValueError(f"an SCBK is 32 hex characters (16 bytes); this is {len(text)} characters")
+            return SecretStr(text)
+        return value
+
+    @model_validator(mode="after")
+    def _osdp_keys(self) -> ReaderConfig:
+        if self.protocol == "osdp":
+            if self.address is None:
+                raise ValueError("an osdp reader needs its bus 'address' (0-126)")
+            if self.scbk is None:
+                raise ValueError("an osdp reader needs 'scbk' (the secure channel is required), e.g. scbk: ${NAME}")
+        else:
+            given = [key for key in _OSDP_KEYS if getattr(self, key) not in (None, False)]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for protocol osdp")
+        return self
+
+    @property
+    def scbk_bytes(self) -> bytes | None:
+        return None if self.scbk is None else bytes.fromhex(self.scbk.get_secret_value())
+
+
+class ModuleInput(Strict):
+    """An input of the I/O module it is written under (no `io`: it is that module)."""
+
+    input: int = Field(ge=0, le=1999)
+    active_low: bool = Field(False, title="True when the input reads 0 in its active state")
 
 
 class IoModuleConfig(Strict):
@@ -135,6 +218,16 @@ class IoModuleConfig(Strict):
     poll_ms: int = Field(100, ge=10, le=60000)
     timeout_s: float = Field(0.5, gt=0, le=10)
     reconnect_max_s: float = Field(10.0, gt=0)
+    # The controller's cabinet holds the module: its tamper switch is the building's, not a door's.
+    tamper_input: ModuleInput | None = Field(
+        None, title="Cabinet tamper switch on this module: active while the cabinet is open (raises tamper)"
+    )
+
+    @model_validator(mode="after")
+    def _tamper_input_polled(self) -> IoModuleConfig:
+        if self.tamper_input is not None and self.tamper_input.input >= self.inputs:
+            raise ValueError(f"tamper_input.input {self.tamper_input.input} is not polled (inputs: {self.inputs})")
+        return self
 
 
 class LockConfig(Strict):
@@ -162,10 +255,42 @@ class ScheduleWindow(Strict):
         return self
 
 
+class RepeatedDenialsConfig(Strict):
+    denials: int = Field(5, ge=2, title="Raise repeated_denials when the door refuses this many within within_s")
+    within_s: float = Field(60.0, gt=0, le=86400, title="The sliding window; a burst ends after this long quiet")
+    per_card: int | None = Field(
+        3, ge=2, title="Or when one card is refused this many times within within_s; null: the door's count only"
+    )
+
+
+class DoorReaders(Strict):
+    """An entry and an exit reader on one door: the door then knows who is inside (anti-passback)."""
+
+    in_: str = Field(alias="in", title="The reader outside the door: its reads are entries")
+    out: str = Field(title="The reader inside the door: its reads are exits")
+
+    @model_validator(mode="after")
+    def _two_readers(self) -> DoorReaders:
+        if self.in_ == self.out:
+            raise ValueError("'in' and 'out' must be two different readers")
+        return self
+
+
+class AntiPassbackConfig(Strict):
+    mode: Literal["off", "soft", "hard"] = Field(
+        "off", title="hard: a tenant inside is refused entry (anti_passback); soft: let in, alert; off: no check"
+    )
+    reset_at: time = Field(time(4, 0), title="Local time (the gateway's timezone) when everyone counts as out again")
+
+
 class DoorConfig(Strict):
     id: str = Identifier
     mode: Literal["card", "face", "card_or_face", "card_and_face"] = "card"
     reader: str | None = None
+    readers: DoorReaders | None = Field(None, title="Entry and exit readers ({in: r1, out: r2}) instead of `reader`")
+    anti_passback: AntiPassbackConfig = Field(
+        default_factory=AntiPassbackConfig, title="Refuse (hard) or report (soft) a second entry before an exit"
+    )
     lock: LockConfig
     contact: InputRef | None = Field(None, title="Door contact: active while the door is open")
     exit_button: InputRef | None = None
@@ -173,6 +298,23 @@ class DoorConfig(Strict):
     held_open_s: float = Field(30.0, gt=0, title="Raise door_held_open after this long open")
     face_window_s: float = Field(10.0, gt=0, le=120)
     schedule: list[ScheduleWindow] = Field(default_factory=list, title="Weekly windows; empty = always")
+    repeated_denials: RepeatedDenialsConfig | None = Field(
+        None, title="Raise repeated_denials on a burst of refusals at this door; unset: not watched"
+    )
+
+    @model_validator(mode="after")
+    def _readers(self) -> DoorConfig:
+        if self.reader is not None and self.readers is not None:
+            raise ValueError("give either 'reader' or 'readers' (in and out), not both")
+        if self.anti_passback.mode != "off" and self.readers is None:
+            raise ValueError("anti_passback needs 'readers: {in: …, out: …}' (an exit read says who left)")
+        return self
+
+    def reader_directions(self) -> dict[str, str | None]:
+        """Each reader of this door → "in", "out", or None (a lone `reader`: no direction)."""
+        if self.readers is not None:
+            return {self.readers.in_: "in", self.readers.out: "out"}
+        return {} if self.reader is None else {self.reader: None}
 
 
 class OnvifConfig(Strict):
@@ -291,6 +433,31 @@ def _unique(items: list, section: str) -> None:
         seen.add(item.id)
 
 
+def _check_reader_ports(readers: list[ReaderConfig]) -> None:
+    """Readers on one port are one RS-485 bus: only OSDP readers share one, at one speed, each at its own address."""
+    first: dict[str, tuple[int, ReaderConfig]] = {}
+    addresses: dict[tuple[str, int | None], str] = {}
+    for index, reader in enumerate(readers):
+        if reader.port not in first:
+            first[reader.port] = (index, reader)
+            addresses[(reader.port, reader.address)] = reader.id
+            continue
+        other = first[reader.port][1]
+        if reader.protocol != "osdp" or other.protocol != "osdp":
+            raise ConfigReferenceError(("readers", index, "port"),
+                                       f"reader {reader.id!r} shares port {reader.port} with reader {other.id!r}: "
+                                       "only osdp readers share a port (one bus, several addresses)")  # fmt: skip
+        if reader.baudrate != other.baudrate:
+            raise ConfigReferenceError(("readers", index, "baudrate"),
+                                       f"reader {reader.id!r} is on {reader.port} with reader {other.id!r} at "
+                                       f"{other.baudrate} baud: one bus has one speed")  # fmt: skip
+        taken = addresses.setdefault((reader.port, reader.address), reader.id)
+        if taken != reader.id:
+            raise ConfigReferenceError(("readers", index, "address"),
+                                       f"reader {reader.id!r} has address {reader.address} on {reader.port}, "
+                                       f"like reader {taken!r}")  # fmt: skip
+
+
 def check_references(cfg: GatewayConfig) -> None:
     """Ids are unique; doors name readers, I/O modules and cameras that exist.
 
@@ -298,16 +465,24 @@ def check_references(cfg: GatewayConfig) -> None:
     """
     for section in ("readers", "io_modules", "doors", "cameras"):
         _unique(getattr(cfg, section), section)
+    _check_reader_ports(cfg.readers)
     readers = {r.id for r in cfg.readers}
     ios = {m.id for m in cfg.io_modules}
     doors = {d.id for d in cfg.doors}
     door_cameras = {c.door for c in cfg.cameras if c.door is not None}
+    reader_door: dict[str, str] = {}
+    tampers = {(m.id, m.tamper_input.input) for m in cfg.io_modules if m.tamper_input is not None}
     for index, door in enumerate(cfg.doors):
         where: tuple[str | int, ...] = ("doors", index)
-        if door.reader is not None and door.reader not in readers:
-            raise ConfigReferenceError((*where, "reader"), f"door {door.id!r} names unknown reader {door.reader!r}")
-        if "card" in door.mode and door.reader is None:
+        if "card" in door.mode and door.reader is None and door.readers is None:
             raise ConfigReferenceError((*where, "reader"), f"door {door.id!r} in mode {door.mode} needs a reader")
+        for reader, direction in door.reader_directions().items():
+            loc = (*where, "readers", direction) if direction else (*where, "reader")
+            if reader not in readers:
+                raise ConfigReferenceError(loc, f"door {door.id!r} names unknown reader {reader!r}")
+            if reader in reader_door:  # one reader, two doors: which one would a read open?
+                raise ConfigReferenceError(loc, f"reader {reader!r} is already door {reader_door[reader]!r}'s")
+            reader_door[reader] = door.id
         if "face" in door.mode and door.id not in door_cameras:
             raise ConfigReferenceError(
                 (*where, "mode"), f"door {door.id!r} in mode {door.mode} needs a camera whose door is {door.id!r}"
@@ -316,6 +491,9 @@ def check_references(cfg: GatewayConfig) -> None:
             ref = getattr(door, name)
             if ref is not None and ref.io not in ios:
                 raise ConfigReferenceError((*where, name, "io"), f"door {door.id!r} {name} names unknown io {ref.io!r}")
+            if name != "lock" and ref is not None and (ref.io, ref.input) in tampers:
+                message = f"door {door.id!r} {name} is the cabinet tamper input of io {ref.io!r}"
+                raise ConfigReferenceError((*where, name, "input"), message)
     for index, cam in enumerate(cfg.cameras):
         if cam.door is not None and cam.door not in doors:
             raise ConfigReferenceError(("cameras", index, "door"), f"camera {cam.id!r} names unknown door {cam.door!r}")

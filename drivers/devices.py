@@ -1,7 +1,7 @@
 """What the gateway's wiring needs of each kind of device, as structural types (typing.Protocol).
 
 The gateway holds a `Reader`, a `Lock` or `DoorInputs`, not a transport class: a Modbus module,
-a simulator or a future OSDP reader fits by having these methods, without inheriting from anything.
+a simulator or an OSDP reader fits by having these methods, without inheriting from anything.
 Inputs and card reads are not methods: they arrive as driver events (CardPresented, DoorInput, ...)
 through the `emit` callback each device is built with.
 """
@@ -27,6 +27,12 @@ class Device(Protocol):
 @runtime_checkable
 class Reader(Device, Protocol):
     """A card reader; reads arrive as CardPresented / BadFrame events."""
+
+    def feedback(self, granted: bool) -> None:
+        """Show the decision at the reader (OSDP: green + one beep, red + two beeps); returns at once.
+
+        A reader without LED or buzzer control does nothing."""
+        ...
 
 
 @runtime_checkable

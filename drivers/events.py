@@ -47,6 +47,15 @@ class ReaderStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ReaderTamper:
+    """A reader reports its tamper switch (OSDP local status): `active` while it is opened or pulled off the wall."""
+
+    reader: str
+    active: bool
+    ts: datetime = field(default_factory=_utcnow)
+
+
+@dataclass(frozen=True, slots=True)
 class DoorInput:
     """A change of one discrete input of an I/O module."""
 
@@ -97,4 +106,4 @@ class FaceSeen:
     watch_distance: float | None = None
 
 
-DriverEvent = CardPresented | BadFrame | ReaderStatus | DoorInput | IoStatus | CameraStatus
+DriverEvent = CardPresented | BadFrame | ReaderStatus | ReaderTamper | DoorInput | IoStatus | CameraStatus

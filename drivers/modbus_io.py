@@ -27,6 +27,7 @@ from drivers.threaded_device import ThreadedDevice
 log = logging.getLogger(__name__)
 
 MAX_COIL = 65535
+MAX_READ_COILS = 2000  # the most one Modbus read_coils request may ask for
 
 
 class _Pulse(NamedTuple):
@@ -243,6 +244,9 @@ class ModbusIoModule(ThreadedDevice):
 
     def _sync_coils(self) -> None:
         """Write every coil whose wanted state differs from what was written, ON writes first."""
+        unknown_off = [c for c in self._known if c not in self._written and not self._desired(c)]
+        if unknown_off:
+            self._read_resting_coils(unknown_off)
         pending = [c for c in self._known if self._written.get(c) != self._desired(c)]
         pending.sort(key=lambda c: not self._desired(c))  # an unlock waits for no relock
         for coil in pending:
@@ -270,6 +274,26 @@ class ModbusIoModule(ThreadedDevice):
         if len(bits) < count:
             raise BusError(f"read inputs: {len(bits)} bits returned, {count} asked")
         return [bool(b) for b in bits[:count]]
+
+    def _read_resting_coils(self, resting: list[int]) -> None:
+        """Read coils that should be off and whose state is unknown: only those found on get an OFF write
+        (e.g. a lock left on by a pulse that a crash of the gateway cut short: the gateway releases every
+        lock at start, which writes nothing to a board whose relays are already off)."""
+        resting = sorted(resting)
+        first, count = resting[0], resting[-1] - resting[0] + 1
+        if count > MAX_READ_COILS:  # far apart: one read each
+            for coil in resting:
+                self._read_resting_coils_range(coil, 1, [coil])
+        else:
+            self._read_resting_coils_range(first, count, resting)
+
+    def _read_resting_coils_range(self, first: int, count: int, coils: list[int]) -> None:
+        response = self._client_or_fail().read_coils(first, count=count, device_id=self.config.unit)
+        self._check(response, "read coils")
+        bits = list(response.bits)
+        for coil in coils:
+            if coil - first < len(bits):
+                self._written[coil] = bool(bits[coil - first])
 
     def _probe(self) -> None:
         """A module with no inputs is still polled (coil 0), so that its loss is noticed."""

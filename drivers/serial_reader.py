@@ -128,6 +128,10 @@ class SerialCardReader(ThreadedDevice):
     def _online_detail(self) -> str:
         return f"{self.config.port} open"
 
+    def feedback(self, granted: bool) -> None:
+        """Serial converters have no LED or buzzer line the gateway drives: nothing to show."""
+        return None
+
 
 def probe_reader_port(config: ReaderConfig) -> str | None:
     """For `accessgw check`: None when the reader's port opens, else why not.

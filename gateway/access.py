@@ -25,6 +25,7 @@ class Reason(StrEnum):
     FACE_MISMATCH = "face_mismatch"
     FACE_TIMEOUT = "face_timeout"
     OUTSIDE_SCHEDULE = "outside_schedule"
+    ANTI_PASSBACK = "anti_passback"  # entered and not left since (gateway.passback); after outside_schedule
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

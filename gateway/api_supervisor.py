@@ -27,6 +27,7 @@ log = logging.getLogger("accessgw")
 RESTART_MIN_S, RESTART_MAX_S = 1.0, 30.0
 STABLE_AFTER_S = 60.0  # a child that ran this long starts the backoff from scratch when it dies
 STOP_WAIT_S = 5.0
+TLS_RECHECK_S = 1.0  # an unusable API certificate or key is looked at again this often (two small file reads)
 # The child must not talk to systemd for the service: readiness and the watchdog are the doors'.
 CHILD_ENV_DROP = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
@@ -48,6 +49,9 @@ class ApiSupervisor:
     async def run(self, stop: asyncio.Event) -> None:
         backoff = RESTART_MIN_S
         while not stop.is_set():
+            await self._until_tls_usable(stop)
+            if stop.is_set():
+                return
             started = time.monotonic()
             code = await self._run_once(stop)
             if stop.is_set():
@@ -60,6 +64,28 @@ class ApiSupervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff)
             backoff = min(backoff * 2, RESTART_MAX_S)
+
+    async def _until_tls_usable(self, stop: asyncio.Event) -> None:
+        """With api.tls_cert_file: wait until the certificate and key can serve, looking every TLS_RECHECK_S,
+        so that no child is started for nothing. The reason is one log line (again only when it changes) and
+        …/state's last_error; the API starts within a second of the files being fixed."""
+        if self.cfg.api.tls_cert_file is None:
+            return
+        from gateway.api.tls import ApiTlsError, server_context  # the standard library's ssl only
+
+        said: str | None = None
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(server_context, self.cfg.api)  # file reads: off the door loop
+                return
+            except ApiTlsError as exc:
+                if str(exc) != said:
+                    said = str(exc)
+                    message = f"API not started: {said}; it starts once they are usable (looked at every second)"
+                    log.error("%s", message)
+                    self.on_error(message)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TLS_RECHECK_S)
 
     async def _run_once(self, stop: asyncio.Event) -> int | None:
         ours, theirs = socket.socketpair()
@@ -83,8 +109,8 @@ class ApiSupervisor:
         with contextlib.suppress(ConnectionError):
             await self.proc.stdin.drain()
         self.proc.stdin.close()
-        log.info("API process %d on http://%s:%d/api/v1 (web page at /)", self.proc.pid, self.cfg.api.host,
-                 self.cfg.api.port)  # fmt: skip
+        log.info("API process %d on %s://%s:%d/api/v1 (web page at /)", self.proc.pid, self.cfg.api.scheme,
+                 self.cfg.api.host, self.cfg.api.port)  # fmt: skip
         serving = asyncio.create_task(control.serve(ours, self.handlers), name="api-control")
         exited = asyncio.create_task(self.proc.wait(), name="api-exit")
         stopping = asyncio.create_task(stop.wait(), name="api-stop")

@@ -461,6 +461,19 @@ def user_revoke(config_path: str, name: str) -> None:
     click.echo(f"user {name} revoked")
 
 
+@user.command("rotate")
+@config_option
+@click.option("--name", required=True)
+def user_rotate(config_path: str, name: str) -> None:
+    """Give a user a new token (the old one is refused at once); printed once, alone on the last line."""
+    from gateway.api.users import UserError, rotate_token
+
+    with store_session(read_config(config_path), UserError) as s:
+        token = rotate_token(s, name, f"cli:{cli_user()}")
+    click.echo(f"user {name}: new token; the old one no longer works. Keep this one, it is not shown again:")
+    click.echo(token)
+
+
 @main.group()
 def simulate() -> None:
     """Drive the simulated hardware of `accessgw run --simulate`."""

@@ -1,4 +1,5 @@
-"""Readers, I/O modules and cameras going offline and back: health, a log line, an alert."""
+"""Readers, I/O modules and cameras going offline and back: health, a log line, an alert; a reader's
+tamper switch."""
 
 from __future__ import annotations
 
@@ -18,6 +19,18 @@ ALERT_OF = {"reader": "reader_offline", "io": "io_offline", "camera": "camera_of
 class DeviceAlerts:
     def __init__(self, health: Health, alerts: AlertLog, state_changed: Callable[[], None]) -> None:
         self.health, self.alerts, self.state_changed = health, alerts, state_changed
+        self.tampered: set[str] = set()  # readers whose tamper alert is raised
+
+    def reader_tamper(self, reader: str, active: bool) -> None:
+        """A reader's own tamper switch (OSDP local status): the `tamper` alert, raised and cleared.
+
+        The same kind as the cabinet's switch (gateway.door_watch); details name the source."""
+        if active == (reader in self.tampered):
+            return  # a repeated report is not news
+        (self.tampered.add if active else self.tampered.discard)(reader)
+        state, severity = ("raised", "critical") if active else ("cleared", "info")
+        details = {"source": "reader", "reader": reader}
+        self.alerts.raise_(AlertDraft(datetime.now(UTC), "tamper", state, severity, details=details))
 
     def status(self, kind: str, key: str, online: bool, error: str | None) -> None:
         table = {"reader": self.health.readers, "io": self.health.io_modules, "camera": self.health.cameras}[kind]

@@ -166,8 +166,8 @@ class CommandRouter:
         garbage = "bad_signature" if self._guard and self._guard.needs_signature(command) else "malformed"
         try:
             request = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-        except ValueError as exc:  # not UTF-8, not JSON, or an integer too long to convert
-            raise CommandError(garbage, f"payload is not JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, an integer too long, nested too deep
+            raise CommandError(garbage, f"payload is not JSON: {str(exc)[:200]}") from exc
         if not isinstance(request, dict):
             raise CommandError(garbage, "payload must be a JSON object")
         echo[0] = _echoable(request.get("transaction"))

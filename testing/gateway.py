@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -129,8 +130,10 @@ class GatewayProcess:
         config_name: str = "gateway.yaml",
         log_name: str = "gateway.log",
         new_session: bool = False,
+        api_ca: Path | None = None,
     ) -> None:
         self.dir = workdir
+        self.api_ca = api_ca  # with api.tls_cert_file: the CA clients verify the API's certificate with
         self.config = config
         self.config_path = workdir / config_name
         self.log_path = workdir / log_name
@@ -149,8 +152,13 @@ class GatewayProcess:
 
     @property
     def base(self) -> str:
-        """The API's origin, e.g. http://127.0.0.1:PORT (routes are under /api/v1)."""
-        return f"http://127.0.0.1:{self.api_port}"
+        """The API's origin, e.g. http://127.0.0.1:PORT, https://… with api.tls_cert_file (routes under /api/v1)."""
+        scheme = "https" if self.config["api"].get("tls_cert_file") else "http"
+        return f"{scheme}://127.0.0.1:{self.api_port}"
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx verifies the API's certificate with: `api_ca` when given."""
+        return ssl.create_default_context(cafile=str(self.api_ca)) if self.api_ca is not None else True
 
     @property
     def running(self) -> bool:
@@ -215,7 +223,7 @@ class GatewayProcess:
 
     def api_answers(self) -> bool:
         try:
-            return httpx.get(f"{self.base}{API}/health", timeout=1).status_code == 200
+            return httpx.get(f"{self.base}{API}/health", timeout=1, verify=self.verify()).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -231,7 +239,7 @@ class GatewayProcess:
     def client(self, token: str | None = None, timeout: float = 30) -> httpx.Client:
         """An httpx client on the API's origin, with the bearer token when given."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.base, headers=headers, timeout=timeout)
+        return httpx.Client(base_url=self.base, headers=headers, timeout=timeout, verify=self.verify())
 
     def stop(self, timeout: float = 20) -> int:
         """SIGTERM and wait for the exit code; if it is still running after `timeout`, SIGKILL and fail."""

@@ -32,6 +32,7 @@ def users_of(prefix: str) -> set[str]:
 def test_each_library_stays_in_its_package() -> None:
     assert users_of("paho") == {"sync/mqtt_client.py"}
     assert {f.split("/")[0] for f in users_of("serial") | users_of("pymodbus") | users_of("onvif")} == {"drivers"}
+    assert {f.split("/")[0] for f in users_of("osdp") | users_of("osdp_sys")} == {"drivers"}
     assert {f.split("/")[0] for f in users_of("face_recognition") | users_of("dlib")} == {"recognition"}
     assert users_of("face_recognition") == {"recognition/faces.py"}
     capture = {f for f in users_of("cv2") if "VideoCapture" in (ROOT / f).read_text()}

@@ -105,6 +105,13 @@ def run(config_path: str, verbose: bool) -> None:
     from town.service import TownService
 
     cfg = read_config(config_path)
+    if cfg.api.tls_cert_file is not None:  # no doors here to keep running: a town without its API says why, stops
+        from gateway.api.tls import ApiTlsError, server_context
+
+        try:
+            server_context(cfg.api)
+        except ApiTlsError as exc:
+            _fail(str(exc))
     setup_logging(verbose)
     TownService(cfg).run()
 
@@ -174,6 +181,19 @@ def user_revoke(config_path: str, name: str) -> None:
     with register_session(config_path) as s:
         revoke_user(s, name, cli_actor())
     click.echo(f"town user {name} revoked")
+
+
+@user.command("rotate")
+@config_option
+@click.option("--name", required=True)
+def user_rotate(config_path: str, name: str) -> None:
+    """Give a town user a new token (the old one is refused at once); printed once, alone on the last line."""
+    from gateway.api.users import rotate_token
+
+    with register_session(config_path) as s:
+        token = rotate_token(s, name, cli_actor())
+    click.echo(f"town user {name}: new token; the old one no longer works. Keep this one, it is not shown again:")
+    click.echo(token)
 
 
 @town.group("tenant")

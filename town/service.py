@@ -88,7 +88,7 @@ class TownService:
             self._start_api()
         log.info("running: town instance %s, broker %s:%d, API %s, platform key %s (%s)",
                  self.cfg.instance or "(host name)", self.cfg.mqtt.host, self.cfg.mqtt.port,
-                 f"http://{self.cfg.api.host}:{self.cfg.api.port}" if self.serve_api else "off",
+                 f"{self.cfg.api.scheme}://{self.cfg.api.host}:{self.cfg.api.port}" if self.serve_api else "off",
                  self.public_key, key_path(self.cfg.data_dir))  # fmt: skip
 
     def run(self) -> None:

@@ -23,6 +23,7 @@ from config.models import GatewayConfig
 from gateway.priorities import api_after_doors
 
 PR_SET_PDEATHSIG = 1
+EXIT_TLS = 4  # api.tls_cert_file / tls_key_file unusable (the log line says why)
 
 log = logging.getLogger("accessgw.api")
 
@@ -43,6 +44,7 @@ def serve(cfg: GatewayConfig, control_fd: int) -> None:
     from gateway.api.context import ApiContext
     from gateway.api.door_link import DoorLink
     from gateway.api.server import make_server
+    from gateway.api.tls import ApiTlsError
     from gateway.control import ControlClient
     from gateway.snapshots import SnapshotStore
     from gateway.store.db import make_engine, session_factory
@@ -51,7 +53,13 @@ def serve(cfg: GatewayConfig, control_fd: int) -> None:
     hooks = DoorLink(ControlClient(socket.socket(fileno=control_fd)))
     ctx = ApiContext(cfg, engine, session_factory(engine), hooks, SnapshotStore(cfg.data_dir),
                      FailureLimiter(cfg.api.failed_auth_limit))  # fmt: skip
-    server = make_server(create_app(ctx), cfg.api)
+    try:
+        server = make_server(create_app(ctx), cfg.api)
+    except ApiTlsError as exc:  # the door process looked before starting us: the files changed since
+        log.error("API not started: %s", exc)
+        ctx.photos.close()
+        engine.dispose()
+        sys.exit(EXIT_TLS)
     try:
         server.run()  # handles SIGTERM from the door process: finishes requests in flight, then exits
     finally:

@@ -29,13 +29,20 @@ def sign_in(body: SignIn, request: Request, response: Response) -> SignedIn:
     """Check a token (failures count toward the per-address limit) and set the session cookie."""
     caller = resolve_caller(request.app.state.ctx, body.token, client_address(request))
     response.set_cookie(SESSION_COOKIE, body.token, max_age=SESSION_MAX_AGE_S, path=COOKIE_PATH, httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")  # fmt: skip
+                        samesite="strict", secure=over_https(request))  # fmt: skip
     return SignedIn(name=caller.name, role=caller.role)
 
 
+def over_https(request: Request) -> bool:
+    """HTTPS to the browser: the API's own certificate (api.tls_cert_file), whatever a proxy header says,
+    or a trusted proxy's X-Forwarded-Proto (uvicorn sets the scheme from it)."""
+    return request.app.state.ctx.cfg.api.tls_cert_file is not None or request.url.scheme == "https"
+
+
 @router.delete("/session", status_code=204, response_class=Response)
-def sign_out() -> Response:
+def sign_out(request: Request) -> Response:
     """Forget the session cookie in this browser (needs nothing: it only clears the caller's own cookie)."""
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict",
+                           secure=over_https(request))  # fmt: skip
     return response

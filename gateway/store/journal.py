@@ -34,6 +34,7 @@ class EntryDraft:
     camera: str | None = None
     snapshot: str | None = None
     details: dict[str, Any] | None = None
+    direction: str | None = None  # "in" / "out" at a door with entry and exit readers (anti-passback)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ _ALERTS = Alert.__table__
 _INSERT_OUTBOX = "INSERT INTO outbox (topic, payload, created_at) VALUES (?, ?, ?)"
 _INSERT_ENTRY = (
     "INSERT INTO entries (id, seq, ts, door, method, reader, card_number, card_bits, tenant_id, decision, reason,"
-    " face_distance, camera, snapshot, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " face_distance, camera, snapshot, details, direction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -93,6 +94,7 @@ def entry_payload(entry_id: str, gateway_id: str, d: EntryDraft) -> dict[str, An
         "face_distance": d.face_distance,
         "camera": d.camera,
         "snapshot": d.snapshot,
+        "direction": d.direction,
     }
 
 
@@ -144,6 +146,7 @@ def record_entry(db: Session | Connection, gateway_id: str, draft: EntryDraft, e
         d.camera,
         d.snapshot,
         None if d.details is None else json.dumps(d.details),
+        d.direction,
     )
     _connection(db).exec_driver_sql(_INSERT_ENTRY, row)
     return Recorded(entry_id, seq)

@@ -130,6 +130,7 @@ class Entry(Base):
     camera: Mapped[str | None] = mapped_column(String(64))
     snapshot: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    direction: Mapped[str | None] = mapped_column(String(3))  # in / out at a door with two readers
 
     __table_args__ = (
         Index("ix_entries_ts", "ts"),
@@ -174,6 +175,19 @@ class OutboxItem(Base):
     topic: Mapped[str] = mapped_column(String(64))  # suffix under the gateway's base topic
     payload: Mapped[str] = mapped_column(Text)  # JSON without "seq"; added when published
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Presence(Base):
+    """Anti-passback (gateway.passback): a tenant's last passage at a door with entry and exit readers."""
+
+    __tablename__ = "presence"
+
+    door: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # No foreign key: a roster snapshot that rewrites tenants must not empty the building.
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    inside: Mapped[bool] = mapped_column(Boolean)
+    period: Mapped[datetime] = mapped_column(UTCDateTime)  # the reset period it was recorded in (its start)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)  # the passage's time
 
 
 class RosterMeta(Base):

@@ -287,6 +287,7 @@ _ENTRIES = _Table(
         "face_distance",
         "camera",
         "snapshot",
+        "direction",
     ),
 )
 _ALERTS = _Table(
@@ -480,6 +481,7 @@ def _entry_item(r: Sequence[Any]) -> dict[str, Any]:
         "face_distance": r[11],
         "camera": r[12],
         "snapshot": r[13],
+        "direction": r[14],  # in / out at a door with entry and exit readers, else None
     }
 
 

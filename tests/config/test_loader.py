@@ -15,7 +15,7 @@ from config.loader import ConfigError, load_config
 from config.models import GatewayConfig
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "gateway.example.yaml"
-EXAMPLE_ENV = {"MQTT_PASSWORD": "mqtt-secret", "CAM_PASSWORD": "cam-secret"}
+EXAMPLE_ENV = {"MQTT_PASSWORD": "mqtt-secret", "CAM_PASSWORD": "cam-secret", "GARAGE_READER_SCBK": "0f" * 16}
 
 # A small valid config; the line numbers in the tests below refer to it.
 BASE = """\
@@ -67,7 +67,9 @@ def test_example_loads_with_secrets_from_env():
     onvif = cfg.cameras[0].onvif
     assert onvif is not None and onvif.password is not None and onvif.password.get_secret_value() == "cam-secret"
     assert cfg.cameras[1].rtsp_url is not None
-    assert {r.protocol for r in cfg.readers} == {"wiegand-text", "rdm6300"}
+    assert {r.protocol for r in cfg.readers} == {"wiegand-text", "rdm6300", "osdp"}
+    osdp = next(r for r in cfg.readers if r.protocol == "osdp")
+    assert (osdp.baudrate, osdp.address, osdp.scbk_bytes) == (115200, 0, b"\x0f" * 16)
     card_door = next(d for d in cfg.doors if d.mode == "card")
     assert card_door.contact and card_door.exit_button and card_door.fire_alarm
     assert card_door.schedule[0].start == time(6, 0) and card_door.schedule[0].end == time(23, 0)
@@ -75,9 +77,15 @@ def test_example_loads_with_secrets_from_env():
 
 
 def test_example_without_secrets_names_both_lines():
+    # The lines where the example uses the secrets (they move as keys are added above them).
+    mqtt, scbk, cam = (next(n for n, line in enumerate(EXAMPLE.read_text().splitlines(), 1) if f"${{{name}}}" in line)
+                       for name in ("MQTT_PASSWORD", "GARAGE_READER_SCBK", "CAM_PASSWORD"))  # fmt: skip
     assert problems_of(EXAMPLE) == [
-        f"{EXAMPLE}:24: mqtt.password: ${{MQTT_PASSWORD}} is not set in the environment nor in $CREDENTIALS_DIRECTORY",
-        f"{EXAMPLE}:113: cameras[0].onvif.password: ${{CAM_PASSWORD}} is not set in the environment nor in "
+        f"{EXAMPLE}:{mqtt}: mqtt.password: ${{MQTT_PASSWORD}} is not set in the environment nor in "
+        "$CREDENTIALS_DIRECTORY",
+        f"{EXAMPLE}:{scbk}: readers[4].scbk: ${{GARAGE_READER_SCBK}} is not set in the environment nor in "
+        "$CREDENTIALS_DIRECTORY",
+        f"{EXAMPLE}:{cam}: cameras[0].onvif.password: ${{CAM_PASSWORD}} is not set in the environment nor in "
         "$CREDENTIALS_DIRECTORY",
     ]
 
@@ -160,7 +168,7 @@ def test_missing_top_level_key_points_at_top_mapping(tmp_path):
 
 def test_bad_enum_value(tmp_path):
     path = write(tmp_path, edited("protocol: wiegand-text", "protocol: wiegand-99"))
-    assert problems_of(path) == [f"{path}:4: readers[0].protocol: Input should be 'wiegand-text' or 'rdm6300'"]
+    assert problems_of(path) == [f"{path}:4: readers[0].protocol: Input should be 'wiegand-text', 'rdm6300' or 'osdp'"]
 
 
 def test_bad_timezone(tmp_path):
@@ -357,6 +365,7 @@ def test_merge_keys_work_and_errors_point_at_the_explicit_key(tmp_path):
         "  - <<: *reader\n"
         "    id: r2\n"
         "    repeat_suppress_ms: later\n"
+        "    port: /dev/ttyS2\n"  # two serial readers never share a port (only OSDP readers, on one bus)
     )
     path = write(tmp_path, text)
     [problem] = problems_of(path)

@@ -301,6 +301,7 @@ def test_items_carry_the_mqtt_entry_fields_plus_reader(store: Store) -> None:
         "face_distance": e.face_distance,
         "camera": e.camera,
         "snapshot": e.snapshot,
+        "direction": None,  # in / out only at a door with entry and exit readers (anti-passback)
         "tenant_name": None,  # the fixture's tenant ids name no tenant row
         "room": None,
         "matched_card": None,  # only a 26-bit read needs one

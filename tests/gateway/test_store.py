@@ -97,6 +97,7 @@ def test_entry_and_outbox_commit_together_and_seq_never_reused(tmp_path: Path) -
         "face_distance",
         "camera",
         "snapshot",
+        "direction",
     }
     outbox.remove([1, 2])
     with sessions.begin() as s:

@@ -65,6 +65,15 @@ def test_an_oversized_payload_is_refused_before_it_is_parsed() -> None:
     assert a.dispatch("state", b"not json")["error"] == "malformed"  # type: ignore[index]
 
 
+@pytest.mark.parametrize("opener, closer", [("[", "]"), ('{"a":', "}")])
+def test_json_nested_too_deep_is_malformed_not_an_internal_error(opener: str, closer: str) -> None:
+    # json.loads raises RecursionError (not ValueError) past ~1,000 levels: found by bench/fault_mqtt.py.
+    a = Answers()
+    response = a.dispatch("state", (opener * 100_000 + "1" + closer * 100_000).encode())
+    assert response is not None and (response["status"], response["error"]) == ("error", "malformed")
+    assert a.handled == [] and len(a.sent[0][1]) < 1000
+
+
 @pytest.mark.parametrize(
     "command", ["#", "+", "state/#", "a/+/b", "State", "x" * 65, "state\x00", "../state", "st ate", "", "é"]
 )

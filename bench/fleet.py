@@ -54,7 +54,7 @@ class FleetSpec:
     broker_port: int
     root: Path  # each gateway's store in root/<gateway_id>
     platform_key: str | None = None  # base64 public key (sync.platform_public_key); None: only `state` requests
-    receipts: bool = True  # sync.keep_until_receipt (needs platform_key): rows leave at the town's receipt
+    receipts: bool = False  # sync.keep_until_receipt (needs platform_key): rows leave at the town's receipt
     base_topic: str = "accessgw"
     state_interval_s: float = 60.0  # the gateway's default (mqtt.state_interval_s)
     keepalive_s: int = 30

@@ -757,7 +757,8 @@ def main(argv: list[str] | None = None) -> int:
 
             key_dir = work / "key"
             public = public_key_b64(load_or_create_key(key_dir))
-            spec = FleetSpec(broker_port=broker.port, root=fleet_root, platform_key=public)
+            # As the README's buildings under a town: rows leave at the town's receipt (sync.keep_until_receipt).
+            spec = FleetSpec(broker_port=broker.port, root=fleet_root, platform_key=public, receipts=True)
             fleet = Fleet(spec, gateway_ids(args.gateways), args.processes)
             took = fleet.start()
             say(f"fleet: {args.gateways} gateways in {len(fleet.shares)} processes, stores ready in {took:.1f} s")

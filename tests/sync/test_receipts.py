@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,20 +37,20 @@ def test_seq_ranges_are_short_and_receipts_expand_to_the_same_seqs() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "why"),
-    [
-        (receipt_message("gw1", [1], OTHER).encode(), "not signed"),
-        (receipt_message("gw2", [1], KEY).encode(), "for gateway 'gw2'"),
-        (receipt_message("gw1", [1], KEY, datetime.now(UTC) - timedelta(hours=1)).encode(), "issued_at"),
-        (b"\xff not json", "not JSON"),
-        (b"[]", "not signed"),
-        (receipt_message("gw1", range(1, MAX_SEQS + 2), KEY).encode(), "at most"),
-        (b"x" * 70_000, "bytes"),
+    ("make", "why"),
+    [  # made when the test runs: a receipt built at collection would be stale by then in a long run
+        (lambda: receipt_message("gw1", [1], OTHER).encode(), "not signed"),
+        (lambda: receipt_message("gw2", [1], KEY).encode(), "for gateway 'gw2'"),
+        (lambda: receipt_message("gw1", [1], KEY, datetime.now(UTC) - timedelta(hours=1)).encode(), "issued_at"),
+        (lambda: b"\xff not json", "not JSON"),
+        (lambda: b"[]", "not signed"),
+        (lambda: receipt_message("gw1", range(1, MAX_SEQS + 2), KEY).encode(), "at most"),
+        (lambda: b"x" * 70_000, "bytes"),
     ],
 )
-def test_a_receipt_not_from_the_town_for_us_and_now_is_refused(raw: bytes, why: str) -> None:
+def test_a_receipt_not_from_the_town_for_us_and_now_is_refused(make: Callable[[], bytes], why: str) -> None:
     with pytest.raises(ReceiptError, match=why):
-        receipted_seqs(raw, "gw1", KEY.verify_key, datetime.now(UTC), 300)
+        receipted_seqs(make(), "gw1", KEY.verify_key, datetime.now(UTC), 300)
 
 
 def test_receipts_need_the_platform_key_in_config() -> None:

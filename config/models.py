@@ -18,6 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 Identifier = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+def path_not_pem(value: object) -> object:
+    """For keys naming a PEM file: a ${NAME} secret holds the file's content, these keys want its name."""
+    if isinstance(value, str) and ("-----BEGIN" in value or "\n" in value):
+        raise ValueError("give the path of the PEM file, not its content")
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -42,10 +49,7 @@ class MqttConfig(Strict):
     @field_validator("ca_file", "cert_file", "key_file", mode="before")
     @classmethod
     def _a_path_not_pem(cls, value: object) -> object:
-        # A ${NAME} secret holds the file's content; these keys want the file's name.
-        if isinstance(value, str) and ("-----BEGIN" in value or "\n" in value):
-            raise ValueError("give the path of the PEM file, not its content")
-        return value
+        return path_not_pem(value)
 
     @model_validator(mode="after")
     def _client_certificate(self) -> MqttConfig:
@@ -122,10 +126,7 @@ class ApiConfig(Strict):
     @field_validator("tls_cert_file", "tls_key_file", mode="before")
     @classmethod
     def _a_path_not_pem(cls, value: object) -> object:
-        # A ${NAME} secret holds the file's content; these keys want the file's name.
-        if isinstance(value, str) and ("-----BEGIN" in value or "\n" in value):
-            raise ValueError("give the path of the PEM file, not its content")
-        return value
+        return path_not_pem(value)
 
     @model_validator(mode="after")
     def _certificate_and_key(self) -> ApiConfig:

@@ -96,12 +96,17 @@ def receipt_pump(tmp_path: Path) -> tuple[OutboxPump, FakeLink, SqlOutbox, Clock
     return pump, link, outbox, clock, seqs
 
 
-def test_a_row_stays_after_the_pubacks_and_leaves_at_the_towns_receipt(tmp_path: Path) -> None:
-    pump, link, outbox, clock, seqs = receipt_pump(tmp_path)
+def send_and_ack(pump: OutboxPump, link: FakeLink) -> None:
+    """One round of sending, the broker's PUBACK for every message sent so far, and the round that takes them."""
     pump.step()
     for mid, _ in link.sent:
         pump.on_ack(mid)
     pump.step()
+
+
+def test_a_row_stays_after_the_pubacks_and_leaves_at_the_towns_receipt(tmp_path: Path) -> None:
+    pump, link, outbox, clock, seqs = receipt_pump(tmp_path)
+    send_and_ack(pump, link)
     assert outbox.depth() == 5 and pump.waiting_for_receipt() == 5  # the broker has them; the town maybe not
     pump.on_receipt(receipt_message("gw1", seqs[:3], OTHER).encode())  # forged
     pump.on_receipt(receipt_message("gw2", seqs[:3], KEY).encode())  # another building's
@@ -115,10 +120,7 @@ def test_a_row_stays_after_the_pubacks_and_leaves_at_the_towns_receipt(tmp_path:
 
 def test_what_gets_no_receipt_is_sent_again_with_a_growing_wait(tmp_path: Path) -> None:
     pump, link, outbox, clock, seqs = receipt_pump(tmp_path)
-    pump.step()
-    for mid, _ in link.sent:
-        pump.on_ack(mid)
-    pump.step()
+    send_and_ack(pump, link)
     pump.on_receipt(receipt_message("gw1", seqs[:2], KEY).encode())
     pump.step()
     link.sent.clear()
@@ -142,10 +144,7 @@ def test_what_gets_no_receipt_is_sent_again_with_a_growing_wait(tmp_path: Path) 
 
 def test_a_town_that_is_behind_but_receipting_in_order_gets_nothing_twice(tmp_path: Path) -> None:
     pump, link, outbox, clock, seqs = receipt_pump(tmp_path)
-    pump.step()
-    for mid, _ in link.sent:
-        pump.on_ack(mid)
-    pump.step()
+    send_and_ack(pump, link)
     link.sent.clear()
     for i, now in enumerate((8.0, 16.0, 24.0)):  # one more row receipted every 8 s: slow, in order
         clock.now = now
@@ -158,10 +157,7 @@ def test_a_town_that_is_behind_but_receipting_in_order_gets_nothing_twice(tmp_pa
 
 def test_a_row_passed_over_by_later_receipts_is_sent_again(tmp_path: Path) -> None:
     pump, link, outbox, clock, seqs = receipt_pump(tmp_path)
-    pump.step()
-    for mid, _ in link.sent:
-        pump.on_ack(mid)
-    pump.step()
+    send_and_ack(pump, link)
     link.sent.clear()
     clock.now = 5.0
     pump.on_receipt(receipt_message("gw1", seqs[2:], KEY).encode())  # 1 and 2 were dropped on the way

@@ -6,9 +6,13 @@ processes it starts, so each process sets its own before it starts any.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +21,7 @@ log = logging.getLogger(__name__)
 DOOR_NICE = -10  # also the unit's Nice=: a busy program on the controller (even the API) must not delay a card
 API_NICE = 10
 API_OOM_SCORE_ADJ = 500
+PR_SET_PDEATHSIG = 1
 
 
 # A door thread waiting for the GIL asks the holder (a camera's frame hand-over, the face results thread)
@@ -72,3 +77,28 @@ def door_realtime(start_door_threads: Callable[[], None]) -> bool:
     finally:
         os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(DOOR_RT_PRIORITY))
     return True
+
+
+def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> None:
+    """Get `sig` when the parent dies, even by SIGKILL: no orphan keeps the port or the memory."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+    except (OSError, AttributeError):
+        log.warning("cannot ask to be stopped with the parent process (not Linux?)")
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def exit_with_parent(parent_pid: int, every_s: float = 1.0) -> None:
+    """For pool workers: end this process within `every_s` of the parent's death (a SIGKILL included).
+
+    Not PR_SET_PDEATHSIG: that fires when the parent *thread* that started the worker ends, and a pool
+    starts its workers from whichever thread submits work. A daemon thread watching the parent's pid is
+    what holds for every thread model."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

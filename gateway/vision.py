@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,6 +30,7 @@ from gateway.door_modes import CardAndFaceWaits, FaceStep, PendingSwipe, Settled
 from gateway.door_path import DoorPath, card_draft
 from gateway.doors import DoorState
 from gateway.face_tracks import FaceTracks
+from gateway.priorities import exit_with_parent
 from gateway.snapshots import SnapshotStore, api_path
 from gateway.store.journal import AlertDraft, EntryDraft, new_event_id
 from gateway.store.roster import change_counter, face_templates_of_matchable_tenants, tenant_records, watch_vectors
@@ -55,7 +58,8 @@ class Vision:
         self.index = TemplateIndex()
         self.watch_index = TemplateIndex()  # the town's persons of interest: alerts only, never a door
         self.pipeline = (
-            FacePipeline(cfg.recognition, self.index, self._face_from_thread, watch_index=self.watch_index)
+            FacePipeline(cfg.recognition, self.index, self._face_from_thread, watch_index=self.watch_index,
+                         worker_setup=partial(exit_with_parent, os.getpid()))
             if cfg.cameras
             else None
         )

@@ -72,8 +72,12 @@ class FacePipeline:
         *,
         warm_up_timeout_s: float = 120.0,
         watch_index: TemplateIndex | None = None,
+        worker_setup: Callable[[], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        # Run in each worker before anything else (picklable: a module function or a partial of one), e.g.
+        # the gateway's "die with me": a SIGKILLed gateway must not leave its face workers running.
+        self.worker_setup = worker_setup
         self.index = index
         self.matcher = Matcher(cfg, index, watch_index)  # watch_index: the town's persons of interest
         self.emit = emit
@@ -240,7 +244,7 @@ class FacePipeline:
     def _new_pool(self) -> ProcessPoolExecutor:
         workers = self.cfg.workers
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(MP_CONTEXT),
-                                   initializer=_behind_the_doors)  # fmt: skip
+                                   initializer=_behind_the_doors, initargs=(self.worker_setup,))  # fmt: skip
         # Every worker must load the models before the first frame: repeat until each pid has answered
         # (an already-warm worker may take several warm-up calls while another is still importing).
         deadline = time.monotonic() + self.warm_up_timeout_s
@@ -342,6 +346,9 @@ def _mirror_average(plain: FrameAnalysis, mirrored: FrameAnalysis) -> FrameAnaly
     return FrameAnalysis(faces, max(plain.detect_s, mirrored.detect_s), max(plain.encode_s, mirrored.encode_s))
 
 
-def _behind_the_doors() -> None:
-    """In each face worker, before any frame: a lower priority than anything the controller runs."""
+def _behind_the_doors(setup: Callable[[], None] | None = None) -> None:
+    """In each face worker, before any frame: the owner's setup, and a lower priority than anything the
+    controller runs."""
+    if setup is not None:
+        setup()
     os.setpriority(os.PRIO_PROCESS, 0, max(WORKER_NICE, os.getpriority(os.PRIO_PROCESS, 0)))

@@ -65,6 +65,6 @@ class PhotoChecker:
 
 
 def _init_worker(api_pid: int) -> None:
-    from gateway.api.process import die_with_parent
+    from gateway.priorities import die_with_parent
 
     die_with_parent(api_pid, signal.SIGKILL)  # a photo being checked is not worth outliving the API

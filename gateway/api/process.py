@@ -11,31 +11,18 @@ doors only through gateway.control.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import pickle
-import signal
 import socket
 import sys
 
 from config.models import GatewayConfig
-from gateway.priorities import api_after_doors
+from gateway.priorities import api_after_doors, die_with_parent
 
-PR_SET_PDEATHSIG = 1
 EXIT_TLS = 4  # api.tls_cert_file / tls_key_file unusable (the log line says why)
 
 log = logging.getLogger("accessgw.api")
-
-
-def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> None:
-    """Get `sig` when the parent dies, even by SIGKILL: no orphan keeps the port or the memory."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
-    except (OSError, AttributeError):
-        log.warning("cannot ask to be stopped with the parent process (not Linux?)")
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(0)
 
 
 def serve(cfg: GatewayConfig, control_fd: int) -> None:

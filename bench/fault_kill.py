@@ -165,6 +165,8 @@ def restart(
     figures.online_s.append(time.monotonic() - spawned)
     rig.peers.wait_polled()
     time.sleep(0.3)  # the I/O thread has written its first coils
+    if rig.peers.board.coil(0):  # a face granted at once (the camera never stops) pulses it: wait that pulse out
+        time.sleep(rig.pulse_ms / 1000 + 0.5)
     if rig.peers.board.coil(0):
         figures.relay_left_on += 1
         figures.errors.append(f"restart {figures.restarts}: lock relay still on after the restart")

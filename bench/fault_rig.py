@@ -184,6 +184,7 @@ class FaultRig:
     def __init__(self, work: Path, *, data_dir: Path | None = None, pulse_ms: int = 100,
                  state_interval_s: int = 5, faces: bool = False) -> None:  # fmt: skip
         self.work = work
+        self.pulse_ms = pulse_ms
         self.camera = RtspCamera(None, fps=10) if faces else None
         self.broker = Mosquitto(work / "broker")
         self.broker.start()

@@ -12,12 +12,11 @@ order, `storage_full` cleared, the outbox back to 0.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from bench.fault_rig import FaultRig, Traffic, decision_times, ms
+from bench.fault_rig import FaultRig, Traffic, decision_times, finish, ms
 from testing.peers import wait_until
 from testing.tmpfs import can_mount, fill_up, free_bytes, small_tmpfs
 
@@ -152,11 +151,4 @@ def run(quick: bool) -> int:
           f"{len(seen)}, entries lost: {len(lost)},"
           f" duplicates delivered: {duplicates}, out of seq order: {len(disorder)}")  # fmt: skip
     print(f"  integrity_check: while full {integrity_full}, after {integrity_after}")
-    print(f"  errors: {len(errors)}")
-    for error in errors:
-        print(f"    {error}")
-    if not errors:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"work folder kept for a look: {work}")
-    return 1 if errors else 0
+    return finish(errors, work)

@@ -11,12 +11,11 @@ drain (broker start → consumer has every id and the outbox is empty).
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from bench.fault_rig import FaultRig, decision_times, ms
+from bench.fault_rig import FaultRig, decision_times, finish, ms
 from testing.peers import wait_until
 
 SWIPES = 10_500
@@ -90,11 +89,4 @@ def run(quick: bool) -> int:
     print(f"  entries: {len(rows)}, delivered (unique ids): {len(seen)}, lost: {len(lost)}, duplicates delivered: "
           f"{duplicates}, new ids out of seq order: {len(disorder)}")  # fmt: skip
     print(f"  integrity_check: {integrity}")
-    print(f"  errors: {len(errors)}")
-    for error in errors:
-        print(f"    {error}")
-    if not errors:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"work folder kept for a look: {work}")
-    return 1 if errors else 0
+    return finish(errors, work)

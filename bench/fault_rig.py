@@ -21,6 +21,7 @@ import bisect
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -435,3 +436,16 @@ class Traffic:
         self._run.clear()
         self._stop.set()
         self._thread.join(5)
+
+
+def finish(errors: list[str], work: Path) -> int:
+    """A campaign's last lines: its errors, the work folder removed on a pass and kept for a look on a
+    failure; the exit status."""
+    print(f"  errors: {len(errors)}")
+    for error in errors:
+        print(f"    {error}")
+    if not errors:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"work folder kept for a look: {work}")
+    return 1 if errors else 0
